@@ -1,0 +1,87 @@
+"""Plain results returned by the verbs; `to_json()` is what `--json` and the server return."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ContainerStatus:
+    role: str
+    name: str
+    state: str  # running | exited | created | restarting | ...
+    health: str | None  # healthy | unhealthy | None when not checked
+    cpu_percent: float | None = None
+    mem_bytes: int | None = None
+    release: str | None = None
+
+
+@dataclass
+class Release:
+    id: str  # sortable: YYYYmmddHHMMSS-<hash>
+    image: str
+    created: str  # ISO 8601
+    current: bool = False
+
+
+@dataclass
+class EnvStatus:
+    env: str
+    app: str
+    state: str  # running | degraded | stopped | not-built
+    release: str | None
+    url: str
+    containers: list[ContainerStatus] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DeployResult:
+    env: str
+    app: str
+    release: str
+    previous: str | None
+    url: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LogLine:
+    time: str  # ISO 8601, UTC
+    role: str
+    release: str | None
+    line: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class InjectedVar:
+    name: str
+    value: str  # masked when secret
+    source: str  # "minicloud" | "minicloud.toml [env.X.vars]" | ...
+    secret: bool = False
+
+
+@dataclass
+class TableInfo:
+    name: str
+    columns: list[tuple[str, str]]  # (name, SQL type)
+    rows: int | None = None
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
