@@ -1,0 +1,151 @@
+"""The env's MariaDB: a container on the env network with its data in a named volume.
+
+Credentials are generated once per workspace and env, kept in `.minicloud/<env>/db.json` (0600), and
+never printed. They survive `env destroy` without `--with-data`, so a rebuild opens the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import NotFound
+
+from .config import Settings, workspace_state_dir
+from .errors import MinicloudError
+from .model import QueryResult, TableInfo
+from .progress import NullProgress, Progress
+
+DB_ALIAS = "db"  # the host name apps use (MYSQL_HOST)
+DB_PORT = 3306
+
+
+@dataclass(frozen=True)
+class DbCredentials:
+    database: str
+    user: str
+    password: str
+
+    def url(self) -> str:
+        return f"mysql://{self.user}:{self.password}@{DB_ALIAS}:{DB_PORT}/{self.database}"
+
+
+def credentials_path(workspace: Path, env: str) -> Path:
+    return workspace_state_dir(workspace, env) / "db.json"
+
+
+def credentials(workspace: Path, env: str, app: str, create: bool = True) -> DbCredentials | None:
+    path = credentials_path(workspace, env)
+    if path.is_file():
+        return DbCredentials(**json.loads(path.read_text()))
+    if not create:
+        return None
+    alphabet = string.ascii_letters + string.digits
+    creds = DbCredentials(database=app.replace("-", "_"), user=app.replace("-", "_")[:16],
+                          password="".join(secrets.choice(alphabet) for _ in range(24)))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(creds), f)
+    return creds
+
+
+class Database:
+    def __init__(self, client: docker.DockerClient, settings: Settings, app: str, env: str) -> None:
+        self.client, self.settings, self.app, self.env = client, settings, app, env
+        self.name = settings.container(app, env, "db")
+        self.volume_name = settings.volume(app, env, "db")
+
+    def container(self) -> docker.models.containers.Container | None:
+        try:
+            return self.client.containers.get(self.name)
+        except NotFound:
+            return None
+
+    def ensure(self, image: str, network: str, creds: DbCredentials, progress: Progress | None = None):
+        progress = progress or NullProgress()
+        labels = self.settings.labels(app=self.app, env=self.env, role="db")
+        try:
+            self.client.volumes.get(self.volume_name)
+            progress.report(f"database volume {self.volume_name} found: its data is kept")
+        except NotFound:
+            self.client.volumes.create(self.volume_name, labels=labels)
+        container = self.container()
+        if container is None:
+            progress.report("starting MariaDB")
+            container = self.client.containers.create(
+                image, name=self.name, labels=labels, network=network,
+                networking_config={network: self.client.api.create_endpoint_config(aliases=[DB_ALIAS])},
+                environment={"MYSQL_DATABASE": creds.database, "MYSQL_USER": creds.user,
+                             "MYSQL_PASSWORD": creds.password},
+                volumes={self.volume_name: {"bind": "/var/lib/mysql", "mode": "rw"}},
+                restart_policy={"Name": "unless-stopped"},
+            )
+        if container.status != "running":
+            container.start()
+        self.wait_ready(creds)
+        return container
+
+    def wait_ready(self, creds: DbCredentials, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            container = self.container()
+            if container is None:
+                break
+            if container.status == "exited":
+                raise MinicloudError(f"the database of {self.app}/{self.env} stopped while starting",
+                                     details=container.logs(tail=30).decode(errors="replace"))
+            code, _ = container.exec_run(["mariadb", "-u", creds.user, creds.database, "-e", "SELECT 1"],
+                                         environment={"MYSQL_PWD": creds.password})
+            if code == 0:
+                return
+            time.sleep(0.5)
+        raise MinicloudError(f"the database of {self.app}/{self.env} did not get ready in {timeout:.0f}s")
+
+    def query(self, creds: DbCredentials, sql: str) -> QueryResult:
+        container = self.container()
+        if container is None or container.status != "running":
+            raise MinicloudError(f"the database of {self.app}/{self.env} is not running",
+                                 hint=f"minicloud start {self.env}")
+        code, out = container.exec_run(
+            ["mariadb", "--batch", "-u", creds.user, creds.database, "-e", sql],
+            environment={"MYSQL_PWD": creds.password}, demux=True)
+        stdout, stderr = (out[0] or b"").decode(errors="replace"), (out[1] or b"").decode(errors="replace")
+        if code != 0:
+            raise MinicloudError(f"SQL failed: {stderr.strip() or stdout.strip()}")
+        return parse_batch(stdout)
+
+    def schema(self, creds: DbCredentials) -> list[TableInfo]:
+        result = self.query(creds, (
+            "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, t.TABLE_ROWS "
+            "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t "
+            "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+            "WHERE c.TABLE_SCHEMA = DATABASE() ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION"))
+        tables: dict[str, TableInfo] = {}
+        for name, column, ctype, rows in result.rows:
+            info = tables.setdefault(name, TableInfo(name, [], int(rows) if rows not in (None, "NULL") else None))
+            info.columns.append((column, ctype))
+        return list(tables.values())
+
+
+def _unescape(value: str) -> str | None:
+    if value == "NULL":
+        return None
+    return value.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def parse_batch(text: str) -> QueryResult:
+    """Parse `mariadb --batch` output: a header line, then tab-separated rows with escapes."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        return QueryResult([], [])
+    columns = lines[0].split("\t")
+    rows = [[_unescape(v) for v in line.split("\t")] for line in lines[1:]]
+    return QueryResult(columns, rows)

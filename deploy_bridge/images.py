@@ -1,0 +1,224 @@
+"""Images built locally, offline by default: a Debian base from debootstrap, then one image per recipe.
+
+Each image is tagged with the hash of its recipe (Dockerfile, files, base image id), so it is built once
+and rebuilt only when its recipe changes. These images are a cache shared by every instance and test
+run on the engine; they carry `minicloud.image` but no `minicloud.instance`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from .config import LABEL_IMAGE, LABEL_RECIPE
+from .errors import BuildFailed, MinicloudError
+from .progress import NullProgress, Progress
+
+BASE_REPO = "minicloud/base"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = os.environ.get("MINICLOUD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+RECIPES = ("nodejs", "python", "java", "mariadb", "gateway", "sandbox")
+RUNTIME_RECIPES = {"nodejs": "nodejs", "python": "python", "java": "java"}
+
+# one build of a given image at a time inside this process (the server may build from two commands)
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(name, threading.Lock())
+
+
+def _find(client: docker.DockerClient, ref: str) -> docker.models.images.Image | None:
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
+
+
+# ------------------------------------------------------------------------------------------ base
+
+
+def base_recipe_hash() -> str:
+    return hashlib.sha256(f"debootstrap minbase {DEBIAN_SUITE} ca-certificates v1".encode()).hexdigest()[:12]
+
+
+def ensure_base(client: docker.DockerClient, progress: Progress | None = None) -> str:
+    """The Debian base image; built with debootstrap + docker import when missing (~30 s)."""
+    progress = progress or NullProgress()
+    tag = f"{BASE_REPO}:{base_recipe_hash()}"
+    with _lock(tag):
+        if _find(client, tag):
+            return tag
+        if shutil.which("debootstrap") is None:
+            raise MinicloudError("the Debian base image is missing and `debootstrap` is not installed",
+                                 hint="apt-get install -y debootstrap (scripts/setup.sh does this)")
+        if os.geteuid() != 0:
+            raise MinicloudError("building the Debian base image needs root (debootstrap)",
+                                 hint="run `sudo minicloud images build` once; every later build is cached")
+        progress.report(f"building the Debian {DEBIAN_SUITE} base image (debootstrap, about 30 s)")
+        with tempfile.TemporaryDirectory(prefix="minicloud-base-") as tmp:
+            root = Path(tmp) / "root"
+            cmd = ["debootstrap", "--variant=minbase", "--include=ca-certificates", DEBIAN_SUITE, str(root),
+                   DEBIAN_MIRROR]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                tail = "\n".join((run.stdout + run.stderr).splitlines()[-15:])
+                raise BuildFailed("debootstrap failed while building the base image", details=tail,
+                                  hint=f"check that {DEBIAN_MIRROR} is reachable (MINICLOUD_DEBIAN_MIRROR)")
+            # smaller image, and apt in derived images always starts from a fresh `apt-get update`
+            shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
+            shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+            (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+            archive = Path(tmp) / "root.tar"
+            subprocess.run(["tar", "-C", str(root), "-cf", str(archive), "."], check=True)
+            progress.report("importing the base image")
+            client.api.import_image_from_file(
+                str(archive), repository=BASE_REPO, tag=base_recipe_hash(),
+                changes=[f"LABEL {LABEL_IMAGE}=base {LABEL_RECIPE}={base_recipe_hash()}",
+                         'CMD ["/bin/bash"]', "ENV LANG=C.UTF-8"])
+        return tag
+
+
+# --------------------------------------------------------------------------------------- recipes
+
+
+def _recipe_files(name: str) -> dict[str, bytes]:
+    folder = resources.files("deploy_bridge") / "recipes" / name
+    return {entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.is_file()}
+
+
+def _sandbox_sources() -> dict[str, bytes]:
+    """The modules the sandbox server runs: its own package and codegen's catalog and checks."""
+    root = Path(__file__).resolve().parent.parent
+    files: dict[str, bytes] = {}
+    for package in ("deploy_bridge/sandbox", "codegen"):
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and path.suffix in {".py", ".json"} and "__pycache__" not in path.parts:
+                files[f"src/{path.relative_to(root)}"] = path.read_bytes()
+    files["src/deploy_bridge/__init__.py"] = b""
+    return files
+
+
+def recipe_context(name: str, base: str) -> dict[str, bytes]:
+    files = _recipe_files(name)
+    files["Dockerfile"] = files["Dockerfile"].replace(b"{base}", base.encode())
+    if name == "sandbox":
+        files.update(_sandbox_sources())
+    return files
+
+
+def _hash_files(files: dict[str, bytes], *extra: str) -> str:
+    h = hashlib.sha256()
+    for key in sorted(files):
+        h.update(key.encode() + b"\0" + hashlib.sha256(files[key]).digest())
+    for item in extra:
+        h.update(item.encode())
+    return h.hexdigest()[:12]
+
+
+def tar_context(files: dict[str, bytes], extra_paths: Iterable[tuple[str, Path]] = ()) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for arcname, path in extra_paths:
+            tar.add(str(path), arcname=arcname, recursive=False)
+    buf.seek(0)
+    return buf
+
+
+def docker_build(client: docker.DockerClient, context: io.BytesIO, tag: str, labels: dict[str, str],
+                 progress: Progress, what: str, on_line: Callable[[str], None] | None = None) -> str:
+    """Build from an in-memory context, streaming steps to `progress`; BuildFailed shows the log tail."""
+    tail: deque[str] = deque(maxlen=25)
+    image_id = None
+    try:
+        for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag, labels=labels, rm=True,
+                                      forcerm=True, decode=True, pull=False):
+            progress.check_cancelled()
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    if line.strip():
+                        tail.append(line)
+                        if on_line:
+                            on_line(line)
+                        if line.startswith("Step "):
+                            progress.report(f"{what}: {line[:120]}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                tail.append(chunk["error"].strip())
+                raise BuildFailed(f"building {what} failed: {chunk['error'].strip()[:300]}",
+                                  details="last lines of the build log:\n" + "\n".join(tail))
+    except (APIError, BuildError) as err:
+        raise BuildFailed(f"building {what} failed: {err}", details="\n".join(tail)) from None
+    return image_id or client.images.get(tag).id
+
+
+def ensure_recipe(client: docker.DockerClient, name: str, progress: Progress | None = None) -> str:
+    """The image of recipe `name` (nodejs, python, java, mariadb, gateway, sandbox), built if missing."""
+    progress = progress or NullProgress()
+    if name not in RECIPES:
+        raise MinicloudError(f"unknown image recipe {name!r}")
+    base = ensure_base(client, progress)
+    files = recipe_context(name, base)
+    recipe = _hash_files(files, client.images.get(base).id)
+    tag = f"minicloud/{name}:{recipe}"
+    with _lock(tag):
+        if _find(client, tag):
+            return tag
+        progress.report(f"building the {name} image (first time only)")
+        docker_build(client, tar_context(files), tag, {LABEL_IMAGE: name, LABEL_RECIPE: recipe}, progress,
+                     f"{name} image")
+        return tag
+
+
+def runtime_image(client: docker.DockerClient, runtime: str, override: str | None,
+                  progress: Progress | None = None) -> str:
+    """The image an app of `runtime` builds on: the manifest's [images].runtime, or the local recipe."""
+    if override:
+        return _official(client, override, progress)
+    return ensure_recipe(client, RUNTIME_RECIPES[runtime], progress)
+
+
+def _official(client: docker.DockerClient, ref: str, progress: Progress | None) -> str:
+    """An official image named in the manifest: used when present, pulled when a registry answers."""
+    if _find(client, ref):
+        return ref
+    (progress or NullProgress()).report(f"pulling {ref}")
+    try:
+        client.images.pull(ref)
+    except APIError as err:
+        raise MinicloudError(f"cannot pull {ref}: {err.explanation or err}",
+                             hint="no registry is reachable: remove the [images] entry to use the locally built "
+                                  "images (the default)") from None
+    return ref
+
+
+def ensure_all(client: docker.DockerClient, names: Iterable[str], progress: Progress | None = None) -> dict[str, str]:
+    return {name: ensure_recipe(client, name, progress) for name in names}
+
+
+def host_ca_bundle() -> Path | None:
+    for candidate in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
