@@ -241,7 +241,7 @@ class Cloud:
         self._network(env)  # fails clearly when the env is not built
         with self._lock(env, "deploy"):
             release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress)
-            return self._switch_to(env, release, tag, progress, started)
+            return self._switch_to(env, release, tag, progress, started, fresh=True)
 
     def releases(self, env: str) -> list[Release]:
         self._check_env(env)
@@ -281,7 +281,8 @@ class Cloud:
                 return c.labels.get(LABEL_RELEASE)
         return running[0].labels.get(LABEL_RELEASE) if len(running) == 1 else None
 
-    def _switch_to(self, env: str, release: str, tag: str, progress: Progress, started: float) -> DeployResult:
+    def _switch_to(self, env: str, release: str, tag: str, progress: Progress, started: float,
+                   fresh: bool = False) -> DeployResult:
         """Run `tag` beside the current release, wait for health, switch the route, drain, stop the old."""
         client, s, m = self._client(), self.settings, self.manifest
         network = self._network(env)
@@ -316,6 +317,9 @@ class Cloud:
             # the old release keeps serving; the new one leaves nothing behind
             with contextlib.suppress(Exception):
                 container.remove(force=True)
+            if fresh:  # a release that never served is not one to roll back to
+                with contextlib.suppress(Exception):
+                    client.images.remove(tag, force=True)
             if isinstance(err, KeyboardInterrupt):
                 raise Cancelled(f"deploy of {release} interrupted; {previous or 'nothing'} still serves") from None
             raise

@@ -7,6 +7,7 @@ flight finish on the old workers, new ones go to the new container. Nothing is l
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import time
@@ -115,10 +116,8 @@ class Edge:
         edge = self.container()
         if edge is None:
             return
-        try:
+        with contextlib.suppress(NotFound, APIError):
             network.disconnect(edge, force=True)
-        except (NotFound, APIError):
-            pass
 
     # ------------------------------------------------------------------ routes
     def route_file(self, host: str) -> Path:

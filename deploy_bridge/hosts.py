@@ -7,6 +7,7 @@ could not reach the URLs we print. When a name does not resolve, minicloud adds 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -57,10 +58,8 @@ def remove_names(names: list[str]) -> None:
     except OSError:
         return
     wanted = sorted(_managed_names(block) - set(names))
-    try:
+    with contextlib.suppress(OSError):
         _write(before, wanted, after)
-    except OSError:
-        pass
 
 
 def _write(before: list[str], names: list[str], after: list[str]) -> None:

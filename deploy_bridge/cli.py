@@ -1,0 +1,249 @@
+"""`minicloud`: the verbs users type, each a thin call into `Cloud` (the language server calls the same).
+
+Results go to stdout (`--json` for machines), progress and errors to stderr, so pipes stay clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import Cancelled, MinicloudError
+from .progress import NullProgress, Progress, TerminalProgress
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cloud(args: argparse.Namespace):
+    from .cloud import Cloud
+
+    return Cloud(args.workspace)
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    return NullProgress() if args.quiet else TerminalProgress()
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(text)
+
+
+def _deployed(args: argparse.Namespace, result) -> int:
+    line = f"{result.app}/{result.env} release {result.release} is live at {result.url} ({result.seconds:.1f}s)"
+    if result.previous:
+        line += f"\n  previous release: {result.previous}"
+    _emit(args, result.to_json(), line)
+    return 0
+
+
+# ----------------------------------------------------------------------------- handlers
+def cmd_env_build(args: argparse.Namespace) -> int:
+    return _deployed(args, _cloud(args).build_env(args.env, _progress(args)))
+
+
+def cmd_env_destroy(args: argparse.Namespace) -> int:
+    cloud = _cloud(args)
+    cloud.destroy_env(args.env, with_data=args.with_data, progress=_progress(args))
+    kept = "" if args.with_data else " (database volume and credentials kept; --with-data removes them)"
+    _emit(args, {"env": args.env, "app": cloud.app, "destroyed": True, "data_kept": not args.with_data},
+          f"{cloud.app}/{args.env} destroyed{kept}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    return _deployed(args, _cloud(args).deploy(args.env, _progress(args)))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    return _deployed(args, _cloud(args).rollback(args.env, to=args.to, progress=_progress(args)))
+
+
+def cmd_releases(args: argparse.Namespace) -> int:
+    releases = _cloud(args).releases(args.env)
+    lines = [f"{'*' if r.current else ' '} {r.id}  {r.created}  {r.image}" for r in releases]
+    _emit(args, {"env": args.env, "releases": [vars(r) for r in releases]},
+          "\n".join(lines) or f"no releases in {args.env} yet (minicloud deploy {args.env})")
+    return 0
+
+
+def _status_text(status) -> str:
+    lines = [f"{status.app}/{status.env}: {status.state}  release {status.release or '-'}  {status.url}"]
+    for c in status.containers:
+        cpu = f"{c.cpu_percent:5.1f}%" if c.cpu_percent is not None else "    -"
+        mem = f"{c.mem_bytes / 2**20:7.1f} MiB" if c.mem_bytes is not None else "        -"
+        lines.append(f"  {c.role:8} {c.state:9} {c.health or '':9} {cpu} {mem}  {c.name}")
+    return "\n".join(lines)
+
+
+def _lifecycle(verb: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        status = getattr(_cloud(args), verb)(args.env, progress=_progress(args))
+        _emit(args, status.to_json(), _status_text(status))
+        return 0
+
+    return handler
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _cloud(args).status(args.env)
+    _emit(args, status.to_json(), _status_text(status))
+    return 0 if status.state != "not-built" else 3
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    roles = [args.role] if args.role else None
+    for line in _cloud(args).logs(args.env, follow=args.follow, since=args.since, tail=args.tail,
+                                  grep=args.grep, roles=roles):
+        if args.json:
+            print(json.dumps(line.to_json(), ensure_ascii=False), flush=True)
+        else:
+            release = f" {line.release}" if line.release else ""
+            print(f"{line.time} {line.role}{release} | {line.line}", flush=True)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    cloud = _cloud(args)
+    if args.execute is None:
+        argv, environ = cloud.db_shell_command(args.env)
+        os.execvpe(argv[0], argv, environ)
+    result = cloud.db_query(args.env, args.execute)
+    text = "\n".join(["\t".join(result.columns)] + ["\t".join("NULL" if v is None else str(v) for v in row)
+                                                   for row in result.rows]) if result.columns else "OK"
+    _emit(args, result.to_json(), text)
+    return 0
+
+
+def cmd_vars(args: argparse.Namespace) -> int:
+    found = _cloud(args).injected_vars(args.env)
+    _emit(args, [vars(v) for v in found], "\n".join(f"{v.name}={v.value}    # {v.source}" for v in found))
+    return 0
+
+
+def cmd_ca(args: argparse.Namespace) -> int:
+    from .ca import ensure_ca
+    from .config import settings
+
+    path = str(ensure_ca(settings().instance_dir() / "ca").cert_path)
+    _emit(args, {"ca": path}, path)
+    return 0
+
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from . import engine, images
+
+    built = images.ensure_all(engine.client(), args.names or list(images.RECIPES), _progress(args))
+    _emit(args, built, "\n".join(f"{name}: {tag}" for name, tag in built.items()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+COMMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("--workspace", "-w"), {"type": Path,
+                             "help": "the app folder holding minicloud.toml (default: found upward from here)"}),
+    (("--json",), {"action": "store_true", "help": "print the result as JSON"}),
+    (("--quiet", "-q"), {"action": "store_true", "help": "no progress lines"}),
+]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Give a parser and all its sub-verbs the common options, wherever they appear on the line.
+
+    Defaults are SUPPRESSed below the top level so that `minicloud --json status test` keeps the
+    top-level value (argparse would otherwise overwrite it with the sub-parser's default).
+    """
+    for flags, options in COMMON_OPTIONS:
+        if not any(flag in parser._option_string_actions for flag in flags):
+            parser.add_argument(*flags, **options, default=argparse.SUPPRESS)
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for child in getattr(action, "choices", {}).values():
+            _add_common(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minicloud", description="A local cloud for mini-program backends.")
+    for flags, options in COMMON_OPTIONS:
+        parser.add_argument(*flags, **options)
+    parser.set_defaults(workspace=None, json=False, quiet=False)
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, func: Handler, help: str, env: bool = True, parent=sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        if env:
+            p.add_argument("env", metavar="ENV", help="environment name from minicloud.toml (e.g. test, prod)")
+        p.set_defaults(func=func)
+        return p
+
+    env = sub.add_parser("env", help="build or destroy an environment")
+    env_sub = env.add_subparsers(dest="env_verb", required=True, metavar="VERB")
+    verb("build", cmd_env_build, "network, database, gateway, sandbox and a first deploy", parent=env_sub)
+    destroy = verb("destroy", cmd_env_destroy, "remove the environment's containers and network",
+                   parent=env_sub)
+    destroy.add_argument("--with-data", action="store_true",
+                         help="also remove the database volume and its credentials")
+
+    verb("deploy", cmd_deploy, "build the workspace into a new release and switch to it with no downtime")
+    verb("releases", cmd_releases, "list the releases of an environment, newest first")
+    rb = verb("rollback", cmd_rollback, "switch back to an earlier release (no rebuild)")
+    rb.add_argument("--to", metavar="RELEASE", help="release id or a unique prefix (default: the previous)")
+    for name in ("restart", "stop", "start"):
+        verb(name, _lifecycle(name), f"{name} the environment's containers")
+    verb("status", cmd_status, "state, release, URL, health, CPU and memory per container")
+    logs = verb("logs", cmd_logs, "the environment's logs, merged across containers")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("--since", help="e.g. 10m, 2h, 30s or an ISO time")
+    logs.add_argument("--tail", type=int, help="the last N lines of each container")
+    logs.add_argument("--grep", help="only lines matching this regular expression")
+    logs.add_argument("--role", choices=["app", "db", "gateway", "sandbox"])
+    db = verb("db", cmd_db, "run SQL in the environment's database (a shell without -e)")
+    db.add_argument("-e", "--execute", metavar="SQL")
+    verb("vars", cmd_vars, "the variables injected into the app (secrets masked)")
+    verb("ca", cmd_ca, "print the path of the local CA certificate", env=False)
+    images = sub.add_parser("images", help="the locally built images")
+    images_sub = images.add_subparsers(dest="images_verb", required=True, metavar="VERB")
+    ib = verb("build", cmd_images_build, "build (or confirm cached) base and runtime images", env=False,
+              parent=images_sub)
+    ib.add_argument("names", nargs="*", help="recipes to build (default: all)")
+
+    for module in ("codegen.cli", "deploy_bridge.sandbox.cli"):
+        try:
+            register = __import__(module, fromlist=["register"]).register
+        except ImportError:
+            continue
+        register(sub)
+    for child in sub.choices.values():
+        _add_common(child)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Ctrl-C arrives as KeyboardInterrupt in the main thread; verbs clean up in their finally blocks.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return args.func(args)
+    except Cancelled as err:
+        print(f"minicloud: {err.render()}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("minicloud: interrupted", file=sys.stderr)
+        return 130
+    except MinicloudError as err:
+        print(f"minicloud: {err.render()}", file=sys.stderr)
+        return err.exit_code
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
