@@ -32,8 +32,24 @@ from .releases import ReleaseBuilder, list_releases, prune_releases, tail_logs, 
 
 class Cloud:
     def __init__(self, workspace: Path | None = None, manifest: Manifest | None = None) -> None:
-        self.manifest = manifest or load_manifest(workspace)
-        self.workspace = self.manifest.workspace
+        self._manifest = manifest or load_manifest(workspace)
+        self.workspace = self._manifest.workspace
+        self._manifest_stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        with contextlib.suppress(OSError):
+            st = self._manifest.path.stat()
+            return (st.st_mtime_ns, st.st_size)
+        return None
+
+    @property
+    def manifest(self) -> Manifest:
+        """The workspace's manifest, read again when the file changed (a Cloud can live as long as an editor)."""
+        stamp = self._stamp()
+        if stamp != self._manifest_stamp:
+            self._manifest = load_manifest(self.workspace)
+            self._manifest_stamp = stamp
+        return self._manifest
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -136,6 +152,8 @@ class Cloud:
             built = images.ensure_all(client, needed, progress)
             progress.check_cancelled()
             images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
+            edge = self._edge()
+            edge.ensure(progress)  # first: a taken gateway port fails before anything else is made
             progress.report("creating the network", 40)
             try:
                 network = client.networks.get(s.network(self.app, env))
@@ -147,8 +165,6 @@ class Cloud:
             progress.report("starting the database", 45)
             self._db(env).ensure(db_image or built["mariadb"], network.name, creds, progress)
             progress.check_cancelled()
-            edge = self._edge()
-            edge.ensure(progress)
             edge.attach(network, [s.app_host(self.app, env), s.sandbox_host(env)])
             if self._sandbox_enabled(env):
                 progress.report("starting the sandbox open platform", 55)
@@ -396,6 +412,7 @@ class Cloud:
                     c.reload()
                     wait_healthy(c, lambda c=c: edge.probe(c.name, m.port, m.health), m, progress)
                     edge.set_route(s.app_host(self.app, env), c.name, m.port)
+                    edge.wait_route(s.app_host(self.app, env), m.health)
 
     # ----------------------------------------------------------------- observing
     def status(self, env: str, stats: bool = True) -> EnvStatus:

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import socket
 import time
+import uuid
 from pathlib import Path
 
 import docker
@@ -49,6 +50,8 @@ class Edge:
         port = self.settings.gateway_port
         self.routes.mkdir(parents=True, exist_ok=True)
         self.certs.mkdir(parents=True, exist_ok=True)
+        if not self.generation_file.is_file():
+            self._write_generation("initial")
         self.ca  # noqa: B018 - create the CA before the first certificate is needed
         current = self.container()
         if current is not None:
@@ -168,25 +171,66 @@ class Edge:
         if self.container() is not None:
             self.reload()
 
+    @property
+    def generation_file(self) -> Path:
+        return self.folder / "generation.conf"
+
+    def _write_generation(self, token: str) -> None:
+        self.generation_file.write_text(f'location = /_minicloud/generation {{ return 200 "{token}"; }}\n')
+
     def reload(self) -> None:
+        """Apply the routes, and return once new connections get the new configuration.
+
+        `nginx -s reload` only signals the master; until its new workers run, new connections may
+        still reach old ones. Each reload carries a fresh generation token that we wait to see.
+        """
         edge = self.container()
         if edge is None or edge.status != "running":
             edge = self.ensure()
+        token = uuid.uuid4().hex[:12]
+        self._write_generation(token)
         code, out = edge.exec_run(["nginx", "-t", "-q"])
         if code != 0:
             raise MinicloudError("the gateway configuration is invalid", details=out.decode(errors="replace"))
         code, out = edge.exec_run(["nginx", "-s", "reload"])
         if code != 0:
             raise MinicloudError("the gateway did not reload", details=out.decode(errors="replace"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, seen = edge.exec_run(["curl", "-s", "--max-time", "1", "http://127.0.0.1:8080/_minicloud/generation"])
+            if seen.decode(errors="replace").strip() == token:
+                return
+            time.sleep(0.05)
+        raise MinicloudError("the gateway did not apply its new configuration within 10 s",
+                             details=edge.logs(tail=20).decode(errors="replace"))
 
     # ------------------------------------------------------------------ probes
     def probe(self, upstream: str, port: int, path: str) -> int | None:
         """HTTP status of http://upstream:port/path as the gateway sees it (None: no answer)."""
+        return self._curl(f"http://{upstream}:{port}{path}")
+
+    def probe_route(self, host: str, path: str) -> int | None:
+        """HTTP status of https://host/path through the gateway itself, as a client would get it."""
+        port = self.settings.gateway_port
+        return self._curl(f"https://{host}:{port}{path}", "-k", "--resolve", f"{host}:{port}:127.0.0.1")
+
+    def wait_route(self, host: str, path: str, timeout: float = 10) -> bool:
+        """Wait until the route answers 2xx: nginx caches names for a second, a restarted container
+        may come back on another address."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.probe_route(host, path)
+            if code is not None and 200 <= code < 300:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def _curl(self, url: str, *options: str) -> int | None:
         edge = self.container()
         if edge is None:
             return None
-        code, out = edge.exec_run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
-                                   f"http://{upstream}:{port}{path}"])
+        _, out = edge.exec_run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+                                *options, url])
         text = out.decode(errors="replace").strip()
         return int(text) if text.isdigit() and text != "000" else None
 

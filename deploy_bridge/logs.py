@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import queue
 import re
@@ -93,10 +94,9 @@ class _Source:
 
     def close(self) -> None:
         if self.stream is not None:
-            try:
+            # closing a dead socket must not kill the reader
+            with contextlib.suppress(Exception):
                 self.stream.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket must not kill the reader
-                pass
 
 
 def read(sources_fn: Callable[[], list[_Source]], *, follow: bool, since: str | None, tail: int | None,
