@@ -20,7 +20,7 @@ import docker
 from docker.errors import APIError, NotFound
 
 from . import engine, hosts, images, logs, variables
-from .config import LABEL_RELEASE, LABEL_ROLE, ROLES, Settings, settings, workspace_state_dir
+from .config import LABEL_RELEASE, LABEL_ROLE, LABEL_WORKSPACE, ROLES, Settings, settings, workspace_state_dir
 from .database import Database, credentials, credentials_path
 from .errors import Cancelled, DeployBusy, MinicloudError, NotBuilt
 from .gateway import Edge
@@ -74,10 +74,16 @@ class Cloud:
 
     def _network(self, env: str) -> docker.models.networks.Network:
         try:
-            return self._client().networks.get(self.settings.network(self.app, env))
+            network = self._client().networks.get(self.settings.network(self.app, env))
         except NotFound:
             raise NotBuilt(f"environment {env} of {self.app} is not built",
                            hint=f"minicloud env build {env}") from None
+        owner = (network.attrs.get("Labels") or {}).get(LABEL_WORKSPACE)
+        if owner and owner != str(self.workspace):
+            # two folders with the same app name would share containers but not credentials
+            raise MinicloudError(f"{self.app}/{env} belongs to another workspace: {owner}",
+                                 hint=f"give this app another [app].name, or run `minicloud env destroy {env}` there")
+        return network
 
     def _containers(self, env: str, role: str | None = None, all: bool = True) -> list:
         return self._client().containers.list(
@@ -156,10 +162,10 @@ class Cloud:
             edge.ensure(progress)  # first: a taken gateway port fails before anything else is made
             progress.report("creating the network", 40)
             try:
-                network = client.networks.get(s.network(self.app, env))
-            except NotFound:
-                network = client.networks.create(s.network(self.app, env), driver="bridge",
-                                                 labels=s.labels(app=self.app, env=env, role="network"))
+                network = self._network(env)
+            except NotBuilt:
+                network = client.networks.create(s.network(self.app, env), driver="bridge", labels={
+                    **s.labels(app=self.app, env=env, role="network"), LABEL_WORKSPACE: str(self.workspace)})
             creds = credentials(self.workspace, env, self.app)
             db_image = self.manifest.images.get("db") and images._official(client, self.manifest.images["db"], progress)
             progress.report("starting the database", 45)
@@ -223,6 +229,8 @@ class Cloud:
         self._check_env(env)
         progress = progress or NullProgress()
         client, s = self._client(), self.settings
+        with contextlib.suppress(NotBuilt):
+            self._network(env)  # refuses to destroy an env that another workspace owns
         with self._lock(env, "env destroy"):
             progress.report("removing containers")
             for container in self._containers(env):

@@ -19,6 +19,7 @@ LABEL_RELEASE = "minicloud.release"
 LABEL_INSTANCE = "minicloud.instance"
 LABEL_RECIPE = "minicloud.recipe"
 LABEL_IMAGE = "minicloud.image"
+LABEL_WORKSPACE = "minicloud.workspace"  # on the network: which folder owns app/env
 
 ROLES = ("app", "db", "gateway", "sandbox")
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")

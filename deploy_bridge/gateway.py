@@ -184,9 +184,7 @@ class Edge:
         `nginx -s reload` only signals the master; until its new workers run, new connections may
         still reach old ones. Each reload carries a fresh generation token that we wait to see.
         """
-        edge = self.container()
-        if edge is None or edge.status != "running":
-            edge = self.ensure()
+        edge = self.ensure()  # also replaces an edge from an older recipe
         token = uuid.uuid4().hex[:12]
         self._write_generation(token)
         code, out = edge.exec_run(["nginx", "-t", "-q"])

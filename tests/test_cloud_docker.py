@@ -207,6 +207,17 @@ def test_status_json_logs_and_db_through_the_cli(cloud_env):
     assert password not in minicloud("vars", "test", workspace=cloud_env.workspace, check=True).stdout
 
 
+def test_same_app_name_in_another_folder_is_refused(cloud_env, tmp_path):
+    from .conftest import copy_example
+
+    other = copy_example("node-shop", tmp_path)
+    for verb in (["status", "test"], ["env", "destroy", "test"], ["deploy", "test"]):
+        out = minicloud(*verb, workspace=other)
+        assert out.returncode != 0 and "belongs to another workspace" in out.stderr, verb
+        assert str(cloud_env.workspace) in out.stderr
+    assert cloud_env.cloud.status("test", stats=False).state == "running"
+
+
 def test_everything_carries_labels(cloud_env, docker_engine):
     instance = {"label": f"minicloud.instance={os.environ['MINICLOUD_INSTANCE']}"}
     containers = docker_engine.containers.list(all=True, filters=instance)
