@@ -20,7 +20,17 @@ import docker
 from docker.errors import APIError, NotFound
 
 from . import engine, hosts, images, logs, variables
-from .config import LABEL_RELEASE, LABEL_ROLE, LABEL_WORKSPACE, ROLES, Settings, settings, workspace_state_dir
+from .config import (
+    LABEL_APP,
+    LABEL_ENV,
+    LABEL_RELEASE,
+    LABEL_ROLE,
+    LABEL_WORKSPACE,
+    ROLES,
+    Settings,
+    settings,
+    workspace_state_dir,
+)
 from .database import Database, credentials, credentials_path
 from .errors import Cancelled, DeployBusy, MinicloudError, NotBuilt
 from .gateway import Edge
@@ -247,7 +257,7 @@ class Cloud:
             for rel in list_releases(client, s, self.app, env, None):
                 with contextlib.suppress(NotFound, APIError):
                     client.images.remove(rel.image, force=True)
-            hosts.remove_names([s.app_host(self.app, env)])
+            hosts.remove_names(self._unused_host_names(env))
             if with_data:
                 progress.report("removing the data volumes and credentials (--with-data)")
                 for role in ("db", "sandbox"):
@@ -256,6 +266,20 @@ class Cloud:
                 credentials_path(self.workspace, env).unlink(missing_ok=True)
             else:
                 progress.report(f"kept the database volume {s.volume(self.app, env, 'db')} (use --with-data to remove)")
+
+    def _unused_host_names(self, env: str) -> list[str]:
+        """The env's host names that no remaining network of any instance still needs."""
+        def in_use(**labels: str) -> bool:
+            wanted = [f"{k}={v}" for k, v in labels.items()]
+            return bool(self._client().networks.list(filters={"label": wanted}))
+
+        s = self.settings
+        unused = []
+        if not in_use(**{LABEL_APP: self.app, LABEL_ENV: env}):
+            unused.append(s.app_host(self.app, env))
+        if not in_use(**{LABEL_ENV: env}):
+            unused.append(s.sandbox_host(env))  # openapi.ENV.localhost is shared by the apps of ENV
+        return unused
 
     # ----------------------------------------------------------------- releases
     def deploy(self, env: str, progress: Progress | None = None, _first: bool = False) -> DeployResult:
