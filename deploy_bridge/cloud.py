@@ -351,7 +351,7 @@ class Cloud:
         environment = variables.as_environment(self._variables(env, release))
         progress.report(f"starting release {release}", 70)
         container = client.containers.run(
-            tag, name=name, detach=True, network=network.name, environment=environment, volumes=mounts,
+            tag, name=name, detach=True, init=True, network=network.name, environment=environment, volumes=mounts,
             labels=s.labels(app=self.app, env=env, role="app", release=release))
         switched = False
         try:

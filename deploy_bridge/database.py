@@ -81,8 +81,10 @@ class Database:
             container = self.client.containers.create(
                 image, name=self.name, labels=labels, network=network,
                 networking_config={network: self.client.api.create_endpoint_config(aliases=[DB_ALIAS])},
+                # the MYSQL_* names are read by our image and by the official one, which also
+                # wants a root password: a random one, as root is only reachable over the socket
                 environment={"MYSQL_DATABASE": creds.database, "MYSQL_USER": creds.user,
-                             "MYSQL_PASSWORD": creds.password},
+                             "MYSQL_PASSWORD": creds.password, "MARIADB_RANDOM_ROOT_PASSWORD": "1"},
                 volumes={self.volume_name: {"bind": "/var/lib/mysql", "mode": "rw"}},
                 restart_policy={"Name": "unless-stopped"},
             )

@@ -106,7 +106,7 @@ def dockerfile(manifest: Manifest, base: str, install: str | None, custom_instal
     else:
         lines.append("COPY app/ ./")
     lines.append(f"EXPOSE {manifest.port}")
-    lines.append('ENTRYPOINT ["tini", "-g", "--"]')
+    # no ENTRYPOINT of ours: official images keep theirs; the container runs with Docker's init
     lines.append(f'CMD ["sh", "-c", {_json_str(manifest.start)}]')
     return "\n".join(lines) + "\n"
 

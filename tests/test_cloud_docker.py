@@ -148,6 +148,29 @@ def test_failed_build_shows_build_log_tail(cloud_env):
     assert "resolving dependencies" in err.value.render()
 
 
+def test_named_image_is_used_when_present_and_a_missing_one_fails_clearly(cloud_env, docker_engine, ca):
+    from deploy_bridge import images
+
+    local = docker_engine.images.get(images.ensure_recipe(docker_engine, "nodejs"))
+    ref = f"example.invalid/node:{os.environ['MINICLOUD_INSTANCE']}"
+    local.tag(ref)
+    manifest = cloud_env.workspace / "minicloud.toml"
+    good = manifest.read_text()
+    try:
+        manifest.write_text(good + f'\n[images]\nruntime = "{ref}"\n')
+        result = cloud_env.cloud.deploy("test")
+        built = docker_engine.images.get(cloud_env.cloud.settings.app_image("shop", "test", result.release))
+        assert local.id in [h["Id"] for h in built.history()], "the release must build on the named image"
+        assert request(cloud_env.url + "/", ca)[1]["release"] == result.release
+        manifest.write_text(good + '\n[images]\nruntime = "example.invalid/node:none"\n')
+        out = minicloud("deploy", "test", workspace=cloud_env.workspace)
+        assert out.returncode != 0 and "cannot pull example.invalid/node:none" in out.stderr
+        assert "locally built" in out.stderr
+    finally:
+        manifest.write_text(good)
+        docker_engine.images.remove(ref)
+
+
 def test_second_deploy_at_once_is_refused(cloud_env):
     with cloud_env.cloud._lock("test", "deploy"):
         out = minicloud("deploy", "test", workspace=cloud_env.workspace)
