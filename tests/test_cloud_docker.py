@@ -241,6 +241,28 @@ def test_same_app_name_in_another_folder_is_refused(cloud_env, tmp_path):
     assert cloud_env.cloud.status("test", stats=False).state == "running"
 
 
+def test_logs_follow_shows_new_lines_as_they_come(cloud_env, ca):
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "deploy_bridge.cli", "--workspace", str(cloud_env.workspace),
+                             "logs", "test", "-f", "--role", "app", "--since", "1s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        time.sleep(1.5)
+        request(cloud_env.url + "/products", ca, {"name": "followed-item", "price_cents": 1})
+        deadline = time.monotonic() + 15
+        while not any("followed-item" in ln for ln in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    found = [ln for ln in lines if "followed-item" in ln]
+    assert found and "added product" in found[0] and " app " in found[0]
+
+
 def test_everything_carries_labels(cloud_env, docker_engine):
     instance = {"label": f"minicloud.instance={os.environ['MINICLOUD_INSTANCE']}"}
     containers = docker_engine.containers.list(all=True, filters=instance)
