@@ -1,0 +1,45 @@
+"""`minicloud sandbox info|pay`: registered into the `minicloud` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import client
+
+
+def _cloud(args: argparse.Namespace):
+    from ..cloud import Cloud
+
+    return Cloud(args.workspace)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = client.sandbox_info(_cloud(args), args.env)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(len(k) for k in info)
+        print("\n".join(f"{k:{width}}  {v}" for k, v in info.items()))
+    return 0
+
+
+def cmd_pay(args: argparse.Namespace) -> int:
+    trade = client.pay(_cloud(args), args.env, args.out_trade_no)
+    if args.json:
+        print(json.dumps(trade, indent=2, ensure_ascii=False))
+    else:
+        print(f"{trade['out_trade_no']} ({trade['trade_no']}): {trade['status']}, {trade['total_amount']} yuan")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sandbox = sub.add_parser("sandbox", help="the env's sandbox open platform")
+    verbs = sandbox.add_subparsers(dest="sandbox_verb", required=True, metavar="VERB")
+    info = verbs.add_parser("info", help="app id, gateway, endpoint and key files to point your code at")
+    info.add_argument("env", metavar="ENV")
+    info.set_defaults(func=cmd_info)
+    pay = verbs.add_parser("pay", help="simulate the buyer paying a trade (WAIT_BUYER_PAY → TRADE_SUCCESS)")
+    pay.add_argument("env", metavar="ENV")
+    pay.add_argument("out_trade_no", metavar="OUT_TRADE_NO")
+    pay.set_defaults(func=cmd_pay)
