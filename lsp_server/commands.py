@@ -1,0 +1,164 @@
+"""The cloud commands (`workspace/executeCommand`): each calls the same `Cloud` verb as the CLI.
+
+Verbs run in a worker thread (Docker is slow and blocking); long ones report `$/progress` and can be
+cancelled from the client; failures become JSON-RPC errors with the verb's own message, also shown
+with `window/showMessage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from deploy_bridge.errors import Cancelled, MinicloudError
+
+if TYPE_CHECKING:
+    from .server import MinicloudServer
+
+REQUEST_FAILED = -32803
+
+
+class LspProgress:
+    """deploy_bridge's Progress, reported as `$/progress` from the worker thread."""
+
+    def __init__(self, server: MinicloudServer, loop: asyncio.AbstractEventLoop, token: str | None) -> None:
+        self.server, self.loop, self.token = server, loop, token
+        self.cancel = threading.Event()
+
+    def report(self, message: str, percentage: int | None = None) -> None:
+        if self.token is None:
+            return
+        value = types.WorkDoneProgressReport(message=message, percentage=percentage, cancellable=True)
+        self.loop.call_soon_threadsafe(self.server.work_done_progress.report, self.token, value)
+
+    def check_cancelled(self) -> None:
+        future = self.server.work_done_progress.tokens.get(self.token) if self.token else None
+        if self.cancel.is_set() or (future is not None and future.cancelled()):
+            raise Cancelled("cancelled from the editor")
+
+
+def _arg(args: tuple[Any, ...]) -> dict[str, Any]:
+    first = args[0] if args else {}
+    if first is None:
+        return {}
+    if not isinstance(first, dict):
+        raise JsonRpcException(message="expected one object argument, e.g. {\"env\": \"test\"}", code=-32602)
+    return first
+
+
+async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgress], Any], long: bool) -> Any:
+    loop = asyncio.get_running_loop()
+    token = None
+    caps = server.client_capabilities.window
+    if long and caps is not None and caps.work_done_progress:
+        token = str(uuid.uuid4())
+        await server.work_done_progress.create_async(token)
+        server.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, cancellable=True))
+    progress = LspProgress(server, loop, token)
+    try:
+        result = await loop.run_in_executor(None, work, progress)
+    except asyncio.CancelledError:
+        progress.cancel.set()  # the request was cancelled: let the verb clean up
+        raise
+    except MinicloudError as err:
+        message = err.render()
+        server.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
+        raise JsonRpcException(message=message, code=REQUEST_FAILED) from None
+    finally:
+        if token is not None:
+            server.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
+        server.index.refresh_soon()
+    return result.to_json() if hasattr(result, "to_json") else result
+
+
+def _env(server: MinicloudServer, arg: dict[str, Any]) -> str:
+    return str(arg.get("env") or server.env)
+
+
+def register(server: MinicloudServer) -> None:
+    """Every command, bound to a `Cloud` verb."""
+
+    def verb(name: str, title: str, call: Callable[[Any, dict[str, Any], LspProgress], Any], long: bool = True):
+        @server.command(name)
+        async def handler(ls, *args):
+            arg = _arg(args)
+            env = _env(ls, arg)
+            cloud = ls.cloud_or_error()
+            return await run_verb(ls, f"{title} {cloud.app}/{env}", lambda p: call(cloud, {**arg, "env": env}, p),
+                                  long)
+
+        return handler
+
+    verb("minicloud.env.build", "Building", lambda c, a, p: c.build_env(a["env"], p))
+    verb("minicloud.deploy", "Deploying", lambda c, a, p: c.deploy(a["env"], p))
+    verb("minicloud.rollback", "Rolling back", lambda c, a, p: c.rollback(a["env"], to=a.get("to"), progress=p))
+    verb("minicloud.restart", "Restarting", lambda c, a, p: c.restart(a["env"], p))
+    verb("minicloud.stop", "Stopping", lambda c, a, p: c.stop(a["env"], p))
+    verb("minicloud.start", "Starting", lambda c, a, p: c.start(a["env"], p))
+    verb("minicloud.env.destroy", "Destroying",
+         lambda c, a, p: (c.destroy_env(a["env"], with_data=bool(a.get("with_data")), progress=p),
+                          {"env": a["env"], "app": c.app, "destroyed": True, "data_kept": not a.get("with_data")})[1])
+    verb("minicloud.status", "Status", lambda c, a, p: c.status(a["env"]), long=False)
+    verb("minicloud.releases", "Releases",
+         lambda c, a, p: {"env": a["env"], "releases": [vars(r) for r in c.releases(a["env"])]}, long=False)
+
+    @server.command("minicloud.logs.tail")
+    async def logs_tail(ls, *args):
+        arg = _arg(args)
+        env = _env(ls, arg)
+        cloud = ls.cloud_or_error()
+        roles = [arg["role"]] if arg.get("role") else None
+        try:
+            cloud.manifest.env(env)
+        except MinicloudError as err:
+            raise JsonRpcException(message=err.render(), code=REQUEST_FAILED) from None
+
+        def lines(stop: threading.Event):
+            return cloud.logs(env, follow=True, since=arg.get("since"), tail=arg.get("tail", 100), roles=roles,
+                              stop=stop)
+
+        stream = ls.log_streams.open(lines, ls.send_log_lines, asyncio.get_running_loop())
+        return {"stream": stream, "env": env}
+
+    @server.command("minicloud.logs.stop")
+    async def logs_stop(ls, *args):
+        stream = _arg(args).get("stream", "")
+        return {"stream": stream, "stopped": ls.log_streams.close(stream)}
+
+    @server.command("minicloud.capabilities")
+    async def capabilities(ls, *args):
+        from codegen.catalog import load_catalog
+
+        snap = ls.index.snapshot
+        return {"env": snap.env, "apis": [
+            {"method": a.method, "title": a.title, "package": ", ".join(a.packages), "signed": a.method in snap.granted}
+            for a in load_catalog().apis]}
+
+    @server.command("minicloud.codegen")
+    async def codegen(ls, *args):
+        from codegen.generate import CodegenError, generate
+
+        arg = _arg(args)
+        try:
+            code = generate(str(arg.get("method", "")), str(arg.get("lang") or "node"), set(ls.index.snapshot.granted))
+        except CodegenError as err:
+            message = err.message + (f"\nhint: {err.hint}" if err.hint else "")
+            ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
+            raise JsonRpcException(message=message, code=REQUEST_FAILED) from None
+        result = {"method": code.method, "lang": code.lang, "code": code.code, "filename": code.filename,
+                  "applied": False}
+        if arg.get("uri"):
+            pos = arg.get("position") or {"line": 0, "character": 0}
+            edit = types.WorkspaceEdit(changes={arg["uri"]: [types.TextEdit(
+                types.Range(types.Position(pos["line"], pos["character"]),
+                            types.Position(pos["line"], pos["character"])), code.code + "\n")]})
+            applied = await ls.workspace_apply_edit_async(
+                types.ApplyWorkspaceEditParams(edit=edit, label=f"Generate call to {code.method}"))
+            result["applied"] = bool(applied and applied.applied)
+        return result

@@ -1,0 +1,232 @@
+"""What the server knows about the environment, kept in memory and refreshed in the background.
+
+Requests read `Index.snapshot` (an immutable value swapped whole), never the engine or the database.
+A thread refreshes it at start, when asked (after commands, saves of the manifest or of ability
+packages), on Docker events and on a timer; each refresh is persisted to
+`.minicloud/index-<env>.json`, so a restarted server or a stopped environment still completes from
+the last snapshot. When no engine answers, the refresh keeps the last tables and retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+REFRESH_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    rows: int | None = None
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    value: str  # masked when secret
+    source: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class AbilityProblem:
+    file: str
+    kind: str
+    message: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    env: str
+    app: str | None = None
+    url: str | None = None
+    state: str = "unknown"
+    release: str | None = None
+    tables: dict[str, Table] = field(default_factory=dict)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    releases: tuple[str, ...] = ()
+    granted: frozenset[str] = frozenset()
+    signed_packages: tuple[str, ...] = ()
+    ability_problems: tuple[AbilityProblem, ...] = ()
+    engine: bool = False
+    updated: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["granted"] = sorted(self.granted)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Snapshot:
+        return cls(
+            env=data["env"], app=data.get("app"), url=data.get("url"), state=data.get("state", "unknown"),
+            release=data.get("release"),
+            tables={n: Table(t["name"], tuple(tuple(c) for c in t["columns"]), t.get("rows"))
+                    for n, t in data.get("tables", {}).items()},
+            variables={n: Variable(**v) for n, v in data.get("variables", {}).items()},
+            releases=tuple(data.get("releases", ())), granted=frozenset(data.get("granted", ())),
+            signed_packages=tuple(data.get("signed_packages", ())),
+            ability_problems=tuple(AbilityProblem(**p) for p in data.get("ability_problems", ())),
+            engine=False, updated=data.get("updated", 0.0),
+        )
+
+
+class Index:
+    """The snapshot of one env of one workspace, and the thread that keeps it fresh."""
+
+    def __init__(self, workspace: Path | None, env: str, on_change: Callable[[Snapshot], None] | None = None) -> None:
+        self.workspace = workspace
+        self.env = env
+        self.on_change = on_change
+        self.snapshot = self._load() or Snapshot(env)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._cloud = None
+
+    # ---- persistence
+    @property
+    def path(self) -> Path | None:
+        return self.workspace / ".minicloud" / f"index-{self.env}.json" if self.workspace else None
+
+    def _load(self) -> Snapshot | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            return Snapshot.from_json(json.loads(self.path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("ignoring unreadable index %s: %s", self.path, err)
+            return None
+
+    def _save(self, snap: Snapshot) -> None:
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(snap.to_json(), ensure_ascii=False))
+            tmp.replace(self.path)
+
+    # ---- the background work
+    def start(self) -> None:
+        for target, name in ((self._loop, "index-refresh"), (self._watch_events, "index-events")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def refresh_soon(self) -> None:
+        self._wake.set()
+
+    def cloud(self):
+        if self._cloud is None and self.workspace is not None:
+            from deploy_bridge.cloud import Cloud
+
+            self._cloud = Cloud(self.workspace)
+        return self._cloud
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the index must outlive any refresh failure
+                log.exception("index refresh failed")
+            self._wake.wait(REFRESH_SECONDS)
+
+    def _watch_events(self) -> None:
+        """Refresh on Docker events of this instance; when the engine is away, retry with backoff."""
+        delay = 1.0
+        while not self._stop.is_set():
+            cloud = None
+            with contextlib.suppress(Exception):
+                cloud = self.cloud()
+            if cloud is None:
+                self._stop.wait(30)
+                continue
+            try:
+                for event in cloud.events(self._stop):
+                    if event.get("Type") == "container" and event.get("Action") in ("start", "die", "destroy"):
+                        self.refresh_soon()
+                    delay = 1.0
+            except Exception:  # noqa: BLE001 - no engine: wait, then try again
+                pass
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+    def refresh_local(self) -> Snapshot:
+        """What needs no engine (manifest, variables, ability packages): cheap, safe at start-up."""
+        snap = replace(self.snapshot, env=self.env)
+        try:
+            cloud = self.cloud()
+        except Exception as err:  # noqa: BLE001 - a broken manifest: keep what we know
+            log.info("no cloud for %s: %s", self.workspace, err)
+            cloud = None
+        if cloud is not None:
+            snap = replace(snap, app=cloud.app)
+            with contextlib.suppress(Exception):
+                snap = replace(snap, url=cloud.url(self.env), variables={
+                    v.name: Variable(v.name, v.value, v.source, v.secret) for v in cloud.injected_vars(self.env)})
+        snap = self._abilities(snap)
+        self.snapshot = snap
+        return snap
+
+    def refresh(self) -> Snapshot:
+        """A new snapshot; what cannot be read now (no engine, env stopped) is kept from the last one."""
+        snap = self.refresh_local()
+        cloud = None
+        with contextlib.suppress(Exception):
+            cloud = self.cloud()
+        if cloud is not None:
+            snap = self._from_engine(cloud, snap)
+        snap = replace(snap, updated=time.time())
+        self.snapshot = snap
+        self._save(snap)
+        if self.on_change is not None:
+            self.on_change(snap)
+        return snap
+
+    def _abilities(self, snap: Snapshot) -> Snapshot:
+        if self.workspace is None:
+            return snap
+        try:
+            from codegen.abilities import granted_methods, load_workspace_abilities
+        except ImportError:
+            return snap
+        abilities, errors = load_workspace_abilities(self.workspace, self.env)
+        return replace(snap, granted=frozenset(granted_methods(abilities)),
+                       signed_packages=tuple(a.label for a in abilities),
+                       ability_problems=tuple(AbilityProblem(e.file, e.kind, e.message, e.line) for e in errors))
+
+    def _from_engine(self, cloud, snap: Snapshot) -> Snapshot:
+        from deploy_bridge.errors import MinicloudError
+
+        try:
+            status = cloud.status(self.env, stats=False)
+        except MinicloudError:
+            return replace(snap, engine=False)
+        snap = replace(snap, engine=True, state=status.state, release=status.release,
+                       releases=tuple(r.id for r in status.releases))
+        if status.state in ("running", "degraded"):
+            try:
+                tables = cloud.db_schema(self.env)
+            except MinicloudError as err:
+                log.info("schema not read: %s", err)
+            else:
+                snap = replace(snap, tables={t.name: Table(t.name, tuple(tuple(c) for c in t.columns), t.rows)
+                                             for t in tables})
+        return snap
