@@ -1,0 +1,145 @@
+"""The server's cloud commands, index and log stream against the real engine (a built env)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from .lsp_helpers import SERVER, complete, start
+from .webclient import request
+
+pytestmark = pytest.mark.docker
+
+
+def _collect_logs(client: LanguageClient) -> None:
+    client.log_batches = []
+
+    @client.feature("minicloud/logs")
+    def on_logs(params):
+        client.log_batches.append(params)
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def client(lsp_client: LanguageClient, request):
+    _collect_logs(lsp_client)
+    await start(lsp_client, request.getfixturevalue("cloud_env").workspace)
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def plain_client(lsp_client: LanguageClient, request):
+    """A client that does not declare experimental.minicloudLogs."""
+    await start(lsp_client, request.getfixturevalue("cloud_env").workspace, logs=False)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def execute(client: LanguageClient, command: str, arg: dict):
+    return await client.workspace_execute_command_async(types.ExecuteCommandParams(command, [arg]))
+
+
+def lines_of(client: LanguageClient) -> list[str]:
+    out = []
+    for batch in client.log_batches:
+        lines = batch["lines"] if isinstance(batch, dict) else batch.lines
+        out += [ln["line"] if isinstance(ln, dict) else ln.line for ln in lines]
+    return out
+
+
+async def wait_for(predicate, seconds: float = 30, what: str = "condition") -> None:
+    for _ in range(int(seconds * 10)):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_index_learns_the_live_tables(client, cloud_env):
+    async def tables():
+        return {i.label for i in await complete(client, cloud_env.workspace, "t.js", "db.query('SELECT * FROM |')",
+                                                "javascript")}
+
+    for _ in range(300):
+        if "products" in await tables():
+            break
+        await asyncio.sleep(0.1)
+    assert "products" in await tables()
+    items = await complete(client, cloud_env.workspace, "t.js", "db.query('SELECT | FROM products')", "javascript")
+    assert {"id", "name", "price_cents", "created_at"} <= {i.label for i in items}
+    saved = cloud_env.workspace / ".minicloud" / "index-test.json"
+    assert saved.is_file() and "price_cents" in saved.read_text()
+
+
+async def test_status_releases_and_log_stream(client, cloud_env):
+    status = await execute(client, "minicloud.status", {"env": "test"})
+    assert status["state"] == "running" and status["url"] == cloud_env.url
+    releases = await execute(client, "minicloud.releases", {"env": "test"})
+    assert releases["releases"] and any(r["current"] for r in releases["releases"])
+    stream = await execute(client, "minicloud.logs.tail", {"env": "test", "role": "app", "since": "1s"})
+    assert stream["stream"]
+    await asyncio.sleep(1.0)
+    request(cloud_env.url + "/products", cloud_env.cloud.ca_path(), {"name": "from-the-editor", "price_cents": 3})
+    await wait_for(lambda: any("from-the-editor" in ln for ln in lines_of(client)), what="the log line")
+    batch = client.log_batches[-1]
+    line = (batch["lines"] if isinstance(batch, dict) else batch.lines)[-1]
+    field = (lambda name: line[name]) if isinstance(line, dict) else (lambda name: getattr(line, name))
+    assert field("role") == "app" and field("release") == status["release"] and field("time")
+    stopped = await execute(client, "minicloud.logs.stop", {"stream": stream["stream"]})
+    assert stopped["stopped"] is True
+
+
+async def test_deploy_reports_progress_and_completions_keep_answering(client, cloud_env):
+    deploy = asyncio.create_task(execute(client, "minicloud.deploy", {"env": "test"}))
+    await asyncio.sleep(0.5)
+    items = await complete(client, cloud_env.workspace, "d.js", "process.env.MYSQL_|", "javascript")
+    assert not deploy.done(), "the completion should have been answered while the deploy ran"
+    assert "MYSQL_HOST" in {i.label for i in items}
+    result = await deploy
+    assert result["release"] and result["url"] == cloud_env.url
+    reports = [r for token_reports in client.progress_reports.values() for r in token_reports]
+    messages = [getattr(r, "message", None) or "" for r in reports]
+    assert any(isinstance(r, types.WorkDoneProgressBegin) for r in reports)
+    assert any("building release" in m for m in messages) and any("switching the gateway" in m for m in messages)
+    assert any(isinstance(r, types.WorkDoneProgressEnd) for r in reports)
+
+
+async def test_failed_command_is_a_clear_error_and_a_message(client):
+    with pytest.raises(Exception) as err:
+        await execute(client, "minicloud.rollback", {"env": "staging"})
+    assert "staging" in str(err.value) and "test" in str(err.value)
+    await wait_for(lambda: any("staging" in m.message for m in client.messages), 5, "showMessage")
+
+
+async def test_client_without_the_log_capability_gets_log_messages(plain_client, cloud_env):
+    stream = await execute(plain_client, "minicloud.logs.tail", {"env": "test", "role": "app", "since": "1s"})
+    await asyncio.sleep(1.0)
+    request(cloud_env.url + "/products", cloud_env.cloud.ca_path(), {"name": "as-log-message", "price_cents": 1})
+    await wait_for(lambda: any("as-log-message" in m.message for m in plain_client.log_messages), what="logMessage")
+    await execute(plain_client, "minicloud.logs.stop", {"stream": stream["stream"]})
+
+
+NO_ENGINE = ClientServerConfig(server_command=[sys.executable, "-m", "lsp_server"],
+                               server_env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+
+
+@pytest_lsp.fixture(config=NO_ENGINE)
+async def no_engine_client(lsp_client: LanguageClient, request):
+    await start(lsp_client, request.getfixturevalue("cloud_env").workspace)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_no_engine_commands_fail_and_completions_work(no_engine_client, cloud_env):
+    with pytest.raises(Exception) as err:
+        await execute(no_engine_client, "minicloud.status", {"env": "test"})
+    assert "Docker engine" in str(err.value)
+    # the last snapshot (saved by the other servers of this session) still completes tables
+    items = await complete(no_engine_client, cloud_env.workspace, "n.js", "db.query('SELECT * FROM |')", "javascript")
+    assert "products" in {i.label for i in items}
