@@ -1,0 +1,378 @@
+"""`python -m bench [--quick]`: the figures a user of an editor tool and a deploy tool cares about.
+
+Everything runs for real: the language server as a process over stdio, the cloud on the Docker
+engine, under a throw-away minicloud instance that is removed at the end. Figures are medians (and
+p95/p99 where said) over several runs: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+GOALS = {  # metric: (goal, "<" or ">")
+    "completion_p99_ms": (5.0, "<"), "initialize_ms": (600.0, "<"), "rss_idle_mb": (80.0, "<"),
+    "deploy_s": (3.0, "<"), "deploy_failed_requests": (0, "<="), "rollback_s": (2.0, "<"),
+    "rollback_failed_requests": (0, "<="), "log_latency_p95_ms": (100.0, "<"), "log_lines_per_s": (10_000, ">"),
+    "completion_flood_ratio": (1.5, "<"),
+}
+PACKAGES = ["FACE_TO_FACE_PAYMENT", "JSAPI_PAY", "QUICK_WAP_WAY", "FAST_INSTANT_TRADE_PAY", "QUICK_MSECURITY_PAY",
+            "芝麻信用"]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def isolate() -> str:
+    """A throw-away instance, home and gateway port, like the tests."""
+    instance = f"bench-{uuid.uuid4().hex[:6]}"
+    os.environ.update(MINICLOUD_INSTANCE=instance, MINICLOUD_HOME=tempfile.mkdtemp(prefix="minicloud-bench-"),
+                      MINICLOUD_GATEWAY_PORT=str(free_port()))
+    return instance
+
+
+def cleanup(instance: str) -> None:
+    from deploy_bridge import engine
+
+    client = engine.client()
+    label = {"label": f"minicloud.instance={instance}"}
+    for c in client.containers.list(all=True, filters=label):
+        c.remove(force=True)
+    for n in client.networks.list(filters=label):
+        n.remove()
+    for v in client.volumes.list(filters=label):
+        v.remove(force=True)
+    for i in client.images.list(filters=label):
+        client.images.remove(i.id, force=True)
+    shutil.rmtree(os.environ["MINICLOUD_HOME"], ignore_errors=True)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ the cloud
+def bump(workspace: Path) -> None:
+    server = workspace / "server.js"
+    text = server.read_text()
+    start = text.index("const version = '") + len("const version = '")
+    end = text.index("'", start)
+    server.write_text(text[:start] + f"v{time.time_ns()}" + text[end:])
+
+
+def measure_cloud(cloud, runs: int, out: dict[str, Any]) -> None:
+    from tests.webclient import RequestLoop
+
+    ca = cloud.ca_path()
+    url = cloud.url("test") + "/healthz"
+    # "deploy_s" is the time to healthy and switched (what the user waits for); the totals add the
+    # drain and the stop of the old release, which run after the switch
+    deploys, deploy_fail, deploy_reqs, rollbacks, rollback_fail = [], 0, 0, [], 0
+    deploy_totals, rollback_totals = [], []
+    for i in range(runs):
+        bump(cloud.workspace)
+        with RequestLoop(url, ca, limit=100_000) as loop:
+            time.sleep(0.2)
+            start = time.perf_counter()
+            deploys.append(cloud.deploy("test").seconds)
+            deploy_totals.append(time.perf_counter() - start)
+            time.sleep(0.2)
+        deploy_fail += len(loop.failures)
+        deploy_reqs += len(loop.statuses)
+        with RequestLoop(url, ca, limit=100_000) as loop:
+            time.sleep(0.2)
+            start = time.perf_counter()
+            rollbacks.append(cloud.rollback("test").seconds)
+            rollback_totals.append(time.perf_counter() - start)
+            time.sleep(0.2)
+        rollback_fail += len(loop.failures)
+        log(f"deploy {deploys[-1]:.2f}s, rollback {rollbacks[-1]:.2f}s (run {i + 1}/{runs})")
+    out.update(deploy_s=statistics.median(deploys), deploy_failed_requests=deploy_fail, deploy_requests=deploy_reqs,
+               rollback_s=statistics.median(rollbacks), rollback_failed_requests=rollback_fail,
+               deploy_total_s=statistics.median(deploy_totals), rollback_total_s=statistics.median(rollback_totals),
+               deploy_runs=runs)
+
+
+# ------------------------------------------------------------------ the language server
+SECTION = """\
+const v{i} = process.env.MY§;
+const rows{i} = await db.query('SELECT * FROM §');
+const cols{i} = await db.query('SELECT § FROM t{t} WHERE c1 = 1');
+const r{i} = await sdk.exec('alipay.trade.§', {{
+  bizContent: {{
+    out_trade_no: 'order-{i}',
+    §
+  }},
+}});
+const s{i} = await sdk.exec('alipay.trade.precreate', {{ bizContent: {{ out_trade_no: 'x', total_amount: '1.00', subject: 's' }} }});
+// filler line one {i}
+// filler line two {i}
+function helper{i}(a, b) {{
+  return a + b + {i};
+}}
+module.exports.helper{i} = helper{i};
+// filler line three {i}
+// filler line four {i}
+// filler line five {i}
+// filler line six {i}
+"""
+
+
+KINDS = ("injected-variable", "sql-table", "sql-column", "capability-method", "capability-param")
+
+
+def source_file() -> tuple[str, list[tuple[str, dict[str, int]]], list[dict[str, int]]]:
+    """A 2,000-line JS file; the positions (marked §) where each completion source triggers, by kind;
+    and hover positions on capability methods."""
+    text = "".join(SECTION.format(i=i, t=f"{i % 20 + 1:02d}") for i in range(100))
+    positions, hovers, lines = [], [], []
+    for n, line in enumerate(text.split("\n")):
+        while "§" in line:
+            col = line.index("§")
+            positions.append((KINDS[len(positions) % len(KINDS)], {"line": n, "character": col}))
+            line = line[:col] + line[col + 1:]
+        if "'alipay.trade.precreate'" in line:
+            hovers.append({"line": n, "character": line.index("alipay.trade.precreate") + 5})
+        lines.append(line)
+    return "\n".join(lines), positions, hovers
+
+
+def completion_latencies(client, uris_positions: list[tuple[str, dict[str, int]]], count: int) -> list[float]:
+    out = []
+    for k in range(count):
+        uri, pos = uris_positions[k % len(uris_positions)]
+        ms, _ = client.timed("textDocument/completion", {"textDocument": {"uri": uri}, "position": pos})
+        out.append(ms)
+    return out
+
+
+def open_documents(client, workspace: Path):
+    """Open the big JS file and the manifest; the mixed completion positions, by kind, and hover spots."""
+    text, positions, hovers = source_file()
+    js = (workspace / "bench_big.js").as_uri()
+    client.notify("textDocument/didOpen", {"textDocument": {"uri": js, "languageId": "javascript", "version": 1,
+                                                            "text": text}})
+    toml = (workspace / "minicloud.toml").as_uri()
+    manifest = (workspace / "minicloud.toml").read_text() + "\n[build]\n\n"
+    client.notify("textDocument/didOpen", {"textDocument": {"uri": toml, "languageId": "toml", "version": 1,
+                                                            "text": manifest}})
+    toml_pos = {"line": manifest.count("\n") - 1, "character": 0}
+    mixed = [(js, p) for _, p in positions] + [(toml, toml_pos)] * (len(positions) // len(KINDS))
+    table_pos = next(p for kind, p in positions if kind == "sql-table")
+    return mixed, (js, table_pos), [(js, h) for h in hovers]
+
+
+def wait_for_index(client, uri: str, pos: dict[str, int], tables: int, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = client.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": pos})
+        if len(result["items"]) >= tables:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the server's index never showed the env's tables")
+
+
+def measure_empty_server(workspace: Path, count: int) -> float:
+    from .lsp import TimedClient
+
+    client = TimedClient([sys.executable, str(Path(__file__).with_name("empty_server.py"))], workspace)
+    try:
+        uri = (workspace / "x.js").as_uri()
+        client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "javascript",
+                                                                "version": 1, "text": "x"}})
+        lat = [client.timed("textDocument/completion", {"textDocument": {"uri": uri},
+                                                        "position": {"line": 0, "character": 1}})[0]
+               for _ in range(count)]
+        return percentile(lat, 99)
+    finally:
+        client.close()
+
+
+def measure_lsp(cloud, workspace: Path, quick: bool, out: dict[str, Any]) -> None:
+    from .lsp import TimedClient
+
+    command = [str(ROOT / ".venv" / "bin" / "minicloud-lsp")]
+    starts = []
+    for _ in range(3 if quick else 7):
+        c = TimedClient(command, workspace)
+        starts.append(c.initialize_ms)
+        c.close()
+    out["initialize_ms"] = statistics.median(starts)
+
+    received: list[tuple[str, float]] = []
+
+    def on_notification(method: str, params: Any, arrived: float) -> None:
+        if method == "minicloud/logs":
+            received.extend((ln["line"], arrived) for ln in params["lines"])
+
+    client = TimedClient(command, workspace)
+    client.on_notification = on_notification
+    try:
+        mixed, (table_uri, table_pos), hover_pos = open_documents(client, workspace)
+        wait_for_index(client, table_uri, table_pos, 20)
+        time.sleep(1.0)
+        out["rss_idle_mb"] = client.rss_mb()
+        n = 600 if quick else 3000
+        completion_latencies(client, mixed, 100)  # warm-up
+        lat = completion_latencies(client, mixed, n)
+        out.update(completion_requests=n, completion_p50_ms=statistics.median(lat),
+                   completion_p99_ms=percentile(lat, 99))
+        hovers = []
+        for k in range(300):
+            uri, pos = hover_pos[k % len(hover_pos)]
+            hovers.append(client.timed("textDocument/hover", {"textDocument": {"uri": uri}, "position": pos})[0])
+        out["hover_p99_ms"] = percentile(hovers, 99)
+        gen = [client.timed("workspace/executeCommand", {"command": "minicloud.codegen", "arguments": [
+            {"method": "alipay.trade.precreate", "lang": lang}]})[0] for lang in ("node", "python", "java") * 7]
+        out["codegen_ms"] = statistics.median(gen)
+        completion_latencies(client, mixed, 10_000 - n - 100)
+        out["rss_after_10k_completions_mb"] = client.rss_mb()
+
+        # logs: latency of single lines, then a flood
+        client.request("workspace/executeCommand", {"command": "minicloud.logs.tail",
+                                                    "arguments": [{"env": "test", "role": "app", "since": "1s"}]})
+        time.sleep(1.5)
+        from tests.webclient import request
+
+        ca, base = cloud.ca_path(), cloud.url("test")
+        marks = 40 if quick else 150
+        for i in range(marks):
+            request(f"{base}/mark?id={i}", ca)
+            time.sleep(0.03)
+        time.sleep(1.0)
+        lat_logs = [arrived * 1000 - int(line.split()[2]) for line, arrived in received if line.startswith("mark ")]
+        out["log_latency_p95_ms"] = percentile(lat_logs, 95) if lat_logs else None
+        out["log_latency_samples"] = len(lat_logs)
+
+        received.clear()
+        flood_n = 50_000 if quick else 200_000
+        flood_lat: list[float] = []
+        flooding = threading.Thread(target=lambda: request(f"{base}/flood?n={flood_n}", ca, timeout=120))
+        flooding.start()
+        while not any(line.startswith("flood ") for line, _ in received[:1]) and flooding.is_alive():
+            time.sleep(0.01)
+        flood_lat = completion_latencies(client, mixed, 400 if quick else 1500)
+        flooding.join()
+        deadline = time.monotonic() + 60
+        while sum(1 for line, _ in received if line.startswith("flood ")) < flood_n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        flood = [(line, arrived) for line, arrived in received if line.startswith("flood ")]
+        if len(flood) > 1:
+            span = flood[-1][1] - flood[0][1]
+            out["log_lines_per_s"] = len(flood) / span if span > 0 else None
+            out["log_flood_lines_received"] = len(flood)
+            out["log_flood_lines_sent"] = flood_n
+            out["log_latency_under_flood_p95_ms"] = percentile(
+                [arrived * 1000 - int(line.split()[2]) for line, arrived in flood], 95)
+        out["completion_p99_under_log_flood_ms"] = percentile(flood_lat, 99)
+        out["completion_flood_ratio"] = out["completion_p99_under_log_flood_ms"] / out["completion_p99_ms"]
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ the run
+def machine() -> dict[str, Any]:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    docker_version = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                                    capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "docker": docker_version,
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'metric':36} {'value':>12}  {'goal':>10}  ")
+    for key, value in results.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        goal = GOALS.get(key)
+        verdict, goal_text = "", ""
+        if goal:
+            target, op = goal
+            ok = value < target if op == "<" else value > target if op == ">" else value <= target
+            verdict, goal_text = ("ok" if ok else "MISS"), f"{op} {target:g}"
+        print(f"{key:36} {value:12.2f}  {goal_text:>10}  {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a run under 5 minutes (fewer repetitions)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    subprocess.run([str(ROOT / "scripts" / "ensure-docker.sh")], check=True)
+    instance = isolate()
+    from codegen.abilities import grant
+    from deploy_bridge import engine, images
+    from deploy_bridge.cloud import Cloud
+
+    results: dict[str, Any] = {"quick": args.quick}
+    workdir = Path(tempfile.mkdtemp(prefix="minicloud-bench-ws-"))
+    try:
+        workspace = workdir / "benchapp"
+        shutil.copytree(Path(__file__).with_name("app"), workspace)
+        cloud = Cloud(workspace)
+        if not args.quick:
+            # cold: no images at all (they are a cache; this run rebuilds them)
+            client = engine.client()
+            for image in client.images.list(filters={"label": "minicloud.image"}):
+                client.images.remove(image.id, force=True)
+            log("cold build (every image from debootstrap)")
+            start = time.perf_counter()
+            images.ensure_all(client, ["mariadb", "gateway", "sandbox", "nodejs"])
+            results["env_build_cold_images_s"] = time.perf_counter() - start
+        log("env build with cached images")
+        start = time.perf_counter()
+        cloud.build_env("test")
+        first = time.perf_counter() - start
+        if not args.quick:
+            results["env_build_cold_s"] = results.pop("env_build_cold_images_s") + first
+            cloud.destroy_env("test")
+            start = time.perf_counter()
+            cloud.build_env("test")
+            first = time.perf_counter() - start
+        results["env_build_cached_s"] = first
+        for i in range(1, 21):
+            cloud.db_query("test", f"CREATE TABLE IF NOT EXISTS t{i:02d} (id INT PRIMARY KEY, c1 INT, c2 VARCHAR(20),"
+                                   f" c3 DATETIME, c4 DECIMAL(10,2))")
+        grant(workspace, "test", PACKAGES)
+        measure_cloud(cloud, 3 if args.quick else 5, results)
+        log("language server")
+        results["empty_server_completion_p99_ms"] = measure_empty_server(workspace, 500)
+        measure_lsp(cloud, workspace, args.quick, results)
+    finally:
+        log("removing what the benchmark created")
+        cleanup(instance)
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["machine"] = machine()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
