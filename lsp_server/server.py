@@ -15,6 +15,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from . import commands
@@ -32,9 +33,23 @@ VERSION = "0.1.0"
 LOGS_NOTIFICATION = "minicloud/logs"
 
 
+class MinicloudProtocol(LanguageServerProtocol):
+    """pygls drops a request whose params do not deserialize (e.g. a negative position) without an
+    answer, which leaves the client waiting forever; answer it with InvalidParams instead."""
+
+    def structure_message(self, data: dict[str, Any]):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                error = JsonRpcException(message=f"invalid params for {data['method']}", code=-32602)
+                self._send_response(data["id"], error=error.to_response_error())
+            raise exc
+
+
 class MinicloudServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("minicloud-lsp", VERSION)
+        super().__init__("minicloud-lsp", VERSION, protocol_cls=MinicloudProtocol)
         self.env = "test"
         self.workspace_root: Path | None = None
         self.index = Index(None, self.env)

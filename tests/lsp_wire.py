@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ class WireClient:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env or os.environ.copy())
         self.ids = itertools.count(1)
         self.notifications: list[dict[str, Any]] = []
+        self._inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._reader, daemon=True).start()
         self.request("initialize", {"processId": os.getpid(), "rootUri": root.as_uri(),
                                     "capabilities": capabilities or {}, "initializationOptions": {"env": "test"}})
         self.notify("initialized", {})
@@ -28,7 +32,24 @@ class WireClient:
         self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         self.proc.stdin.flush()
 
-    def _read(self) -> dict[str, Any]:
+    def _reader(self) -> None:
+        try:
+            while True:
+                self._inbox.put(self._read_one())
+        except (ConnectionError, ValueError, OSError):
+            self._inbox.put(None)
+
+    def _read(self, timeout: float = 30) -> dict[str, Any]:
+        """The next message; a server that stays silent fails the test instead of hanging it."""
+        try:
+            msg = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"the server sent nothing for {timeout} s") from None
+        if msg is None:
+            raise ConnectionError("the server closed its output")
+        return msg
+
+    def _read_one(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
         length = 0
         while True:
@@ -62,5 +83,5 @@ class WireClient:
             self.request("shutdown", None)
             self.notify("exit", None)
             self.proc.wait(timeout=10)
-        except (ConnectionError, BrokenPipeError, subprocess.TimeoutExpired):
+        except (ConnectionError, BrokenPipeError, TimeoutError, subprocess.TimeoutExpired):
             self.proc.kill()

@@ -46,13 +46,17 @@ def test_random_documents_and_edits_never_break_the_server(server, doc, text, ed
         change = {"text": edit["text"]} if full else edit
         server.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
                                                  "contentChanges": [change]})
+    # a negative position is not LSP (uinteger): the answer is InvalidParams, never silence
+    expected_error = at["line"] < 0 or at["character"] < 0
     for method in ("textDocument/completion", "textDocument/hover"):
         answer = server.request(method, {"textDocument": {"uri": uri}, "position": at})
-        assert "error" not in answer, answer
+        assert ("error" in answer) == expected_error, answer
+        if expected_error:
+            assert answer["error"]["code"] == -32602
     actions = server.request("textDocument/codeAction", {"textDocument": {"uri": uri},
                                                          "range": {"start": at, "end": at},
                                                          "context": {"diagnostics": []}})
-    assert "error" not in actions, actions
+    assert ("error" in actions) == expected_error, actions
     server.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
     assert server.proc.poll() is None
 
