@@ -246,9 +246,17 @@ class Cloud:
             for container in self._containers(env):
                 container.remove(force=True)
             edge = self._edge()
-            for host in (s.app_host(self.app, env), s.sandbox_host(env)):
-                if edge.upstream_of(host) is not None or edge.route_file(host).is_file():
+            # openapi.ENV.localhost is shared by the apps of ENV: remove it only if it is ours
+            sandbox_route = edge.upstream_of(s.sandbox_host(env))
+            hosts_to_remove = [s.app_host(self.app, env)]
+            if sandbox_route in (None, s.container(self.app, env, "sandbox")):
+                hosts_to_remove.append(s.sandbox_host(env))
+            for host in hosts_to_remove:
+                if edge.route_file(host).is_file():
                     edge.remove_route(host) if edge.container() else edge.route_file(host).unlink(missing_ok=True)
+            others = client.containers.list(filters={"label": s.label_filter(env=env, role="sandbox")})
+            if s.sandbox_host(env) in hosts_to_remove and others and edge.container() is not None:
+                edge.set_route(s.sandbox_host(env), others[0].name, 8080)  # another app of ENV keeps its sandbox
             with contextlib.suppress(NotFound):
                 network = client.networks.get(s.network(self.app, env))
                 edge.detach(network)
