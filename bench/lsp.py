@@ -24,6 +24,9 @@ class TimedClient:
         self._waiting: dict[int, queue.Queue] = {}
         self._lock = threading.Lock()
         self.on_notification: Callable[[str, Any, float], None] | None = None
+        # log notifications are kept raw and parsed later, so that the client's own parsing does
+        # not compete (for this process's GIL) with the requests being timed
+        self.raw_logs: list[tuple[bytes, float]] = []
         threading.Thread(target=self._reader, daemon=True).start()
         caps = {"window": {"workDoneProgress": False},
                 "experimental": {"minicloudLogs": True} if logs_capability else {}}
@@ -52,8 +55,12 @@ class TimedClient:
                     break
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
-            msg = json.loads(out.read(length))
+            body = out.read(length)
             arrived = time.time()
+            if body.startswith(b'{"jsonrpc":"2.0","method":"minicloud/logs"'):
+                self.raw_logs.append((body, arrived))
+                continue
+            msg = json.loads(body)
             if "id" in msg and "method" not in msg:
                 q = self._waiting.pop(msg["id"], None)
                 if q is not None:
@@ -62,6 +69,11 @@ class TimedClient:
                 self._send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
             elif self.on_notification is not None:
                 self.on_notification(msg["method"], msg.get("params"), arrived)
+
+    def take_logs(self) -> list[tuple[str, float]]:
+        """(line, arrival time) of every log line received so far, and forget them."""
+        raw, self.raw_logs = self.raw_logs, []
+        return [(ln["line"], arrived) for body, arrived in raw for ln in json.loads(body)["params"]["lines"]]
 
     def notify(self, method: str, params: Any) -> None:
         self._send({"jsonrpc": "2.0", "method": method, "params": params})

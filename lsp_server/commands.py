@@ -110,20 +110,19 @@ def register(server: MinicloudServer) -> None:
 
     @server.command("minicloud.logs.tail")
     async def logs_tail(ls, *args):
+        from .logstream import logs_command
+
         arg = _arg(args)
         env = _env(ls, arg)
         cloud = ls.cloud_or_error()
-        roles = [arg["role"]] if arg.get("role") else None
         try:
             cloud.manifest.env(env)
         except MinicloudError as err:
             raise JsonRpcException(message=err.render(), code=REQUEST_FAILED) from None
-
-        def lines(stop: threading.Event):
-            return cloud.logs(env, follow=True, since=arg.get("since"), tail=arg.get("tail", 100), roles=roles,
-                              stop=stop)
-
-        stream = ls.log_streams.open(lines, ls.send_log_lines, asyncio.get_running_loop())
+        tail = arg.get("tail", 100)
+        command = logs_command(cloud.workspace, env, arg.get("role"), arg.get("since"),
+                               int(tail) if tail is not None else None)
+        stream = await ls.log_streams.open(command, ls.send_log_lines)
         return {"stream": stream, "env": env}
 
     @server.command("minicloud.logs.stop")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -143,16 +145,30 @@ class MinicloudServer(LanguageServer):
             self.publish(uri)
 
     # ---- logs
-    def send_log_lines(self, stream: str, lines: list[dict[str, Any]], dropped: int) -> None:
+    def send_log_lines(self, stream: str, lines: list[bytes], dropped: int) -> None:
+        """Deliver raw JSON log lines (from `minicloud logs --json`) to the client."""
         experimental = self.client_capabilities.experimental
         if isinstance(experimental, dict) and experimental.get("minicloudLogs"):
-            self.protocol.notify(LOGS_NOTIFICATION, {"stream": stream, "lines": lines, "dropped": dropped})
+            # the body is built from the raw lines: nothing is parsed or re-serialised per line
+            body = (b'{"jsonrpc":"2.0","method":"' + LOGS_NOTIFICATION.encode() + b'","params":{"stream":'
+                    + json.dumps(stream).encode() + b',"dropped":' + str(dropped).encode()
+                    + b',"lines":[' + b",".join(lines) + b"]}}")
+            self._write_raw(body)
             return
+        parsed = [json.loads(raw) for raw in lines]
         text = "\n".join(f"{ln['time']} {ln['role']}{' ' + ln['release'] if ln.get('release') else ''} | {ln['line']}"
-                         for ln in lines)
+                         for ln in parsed)
         if dropped:
             text += f"\n({dropped} lines dropped: the editor could not keep up)"
         self.window_log_message(types.LogMessageParams(types.MessageType.Log, text))
+
+    def _write_raw(self, body: bytes) -> None:
+        writer = self.protocol.writer
+        if writer is None:
+            return
+        result = writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        if inspect.isawaitable(result):
+            asyncio.ensure_future(result)
 
 
 def _language_of(uri: str) -> str:
