@@ -412,19 +412,16 @@ class Cloud:
         return self.status(env, stats=False)
 
     def start(self, env: str, progress: Progress | None = None) -> EnvStatus:
-        self._check_env(env)
-        progress = progress or NullProgress()
-        self._network(env)
-        with self._lock(env, "start"):
-            self._start_all(env, progress, restart=False)
-        return self.status(env, stats=False)
+        return self._bring_up(env, progress, restart=False)
 
     def restart(self, env: str, progress: Progress | None = None) -> EnvStatus:
+        return self._bring_up(env, progress, restart=True)
+
+    def _bring_up(self, env: str, progress: Progress | None, restart: bool) -> EnvStatus:
         self._check_env(env)
-        progress = progress or NullProgress()
         self._network(env)
-        with self._lock(env, "restart"):
-            self._start_all(env, progress, restart=True)
+        with self._lock(env, "restart" if restart else "start"):
+            self._start_all(env, progress or NullProgress(), restart=restart)
         return self.status(env, stats=False)
 
     def _start_all(self, env: str, progress: Progress, restart: bool) -> None:

@@ -201,3 +201,16 @@ def test_index_snapshot_round_trips(workspace):
     snap = Snapshot.from_json(data)
     assert set(snap.tables) == {"products", "orders"} and snap.tables["products"].rows == 42
     assert Snapshot.from_json(snap.to_json()) == snap
+
+
+async def test_environment_follows_the_client_setting(client, workspace):
+    items = await complete(client, workspace, "env.js", "process.env.FEAT|", "javascript")
+    assert "FEATURE_X" not in labels(items)  # only [env.prod.vars] has it
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"minicloud": {"env": "prod"}}))
+    for _ in range(50):
+        items = await complete(client, workspace, "env.js", "process.env.FEAT|", "javascript")
+        if "FEATURE_X" in labels(items):
+            break
+        await asyncio.sleep(0.1)
+    feature = next(i for i in items if i.label == "FEATURE_X")
+    assert feature.detail == "on" and "env.prod.vars" in feature.documentation.value
