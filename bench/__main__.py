@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([str(ROOT / "scripts" / "ensure-docker.sh")], check=True)
     instance = isolate()
 
+    from docker.errors import APIError
+
     from codegen.abilities import grant
     from deploy_bridge import engine, images
     from deploy_bridge.cloud import Cloud
