@@ -59,14 +59,17 @@ class LogStream:
 
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        async for line in self._proc.stdout:
-            line = line.rstrip(b"\n")
-            if not line:
-                continue
-            if len(self._buffer) >= MAX_BUFFERED:
+        partial = b""
+        while chunk := await self._proc.stdout.read(1 << 16):
+            # whole chunks, split in C: reading line by line would cost the loop a step per line
+            *lines, partial = (partial + chunk).split(b"\n")
+            self._buffer.extend(line for line in lines if line)
+            overflow = len(self._buffer) - MAX_BUFFERED
+            for _ in range(max(0, overflow)):
                 self._buffer.popleft()
-                self._dropped += 1
-            self._buffer.append(line)
+            self._dropped += max(0, overflow)
+        if partial.strip():
+            self._buffer.append(partial)
         error = b""
         if self._proc.stderr is not None:
             error = (await self._proc.stderr.read())[-2000:]
