@@ -58,16 +58,7 @@ def isolate() -> str:
 def cleanup(instance: str) -> None:
     from deploy_bridge import engine
 
-    client = engine.client()
-    label = {"label": f"minicloud.instance={instance}"}
-    for c in client.containers.list(all=True, filters=label):
-        c.remove(force=True)
-    for n in client.networks.list(filters=label):
-        n.remove()
-    for v in client.volumes.list(filters=label):
-        v.remove(force=True)
-    for i in client.images.list(filters=label):
-        client.images.remove(i.id, force=True)
+    engine.remove_instance(engine.client(), instance)
     shutil.rmtree(os.environ["MINICLOUD_HOME"], ignore_errors=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -38,3 +39,21 @@ def engine_available() -> bool:
         return True
     except EngineUnavailable:
         return False
+
+
+def remove_instance(docker_client: docker.DockerClient, instance: str) -> None:
+    """Remove everything labelled with a minicloud instance: containers, networks, volumes, images.
+
+    The labels are the truth about what an instance made; the shared image cache carries no instance
+    label and is kept. Used by the tests and the benchmark to remove exactly their own throw-away cloud.
+    """
+    label = {"label": f"minicloud.instance={instance}"}
+    for kind, remove in (
+        (docker_client.containers.list(all=True, filters=label), lambda c: c.remove(force=True)),
+        (docker_client.networks.list(filters=label), lambda n: n.remove()),
+        (docker_client.volumes.list(filters=label), lambda v: v.remove(force=True)),
+        (docker_client.images.list(filters=label), lambda i: docker_client.images.remove(i.id, force=True)),
+    ):
+        for item in kind:
+            with contextlib.suppress(DockerException):
+                remove(item)

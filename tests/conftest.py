@@ -71,24 +71,8 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     except Exception:  # noqa: BLE001 - no engine: nothing of ours can exist on it
         shutil.rmtree(_HOME, ignore_errors=True)
         return
-    remove_instance(client, INSTANCE)
+    engine.remove_instance(client, INSTANCE)
     shutil.rmtree(_HOME, ignore_errors=True)
-
-
-def remove_instance(client, instance: str) -> None:
-    label = {"label": f"minicloud.instance={instance}"}
-    for c in client.containers.list(all=True, filters=label):
-        with contextlib.suppress(Exception):
-            c.remove(force=True)
-    for n in client.networks.list(filters=label):
-        with contextlib.suppress(Exception):
-            n.remove()
-    for v in client.volumes.list(filters=label):
-        with contextlib.suppress(Exception):
-            v.remove(force=True)
-    for i in client.images.list(filters=label):
-        with contextlib.suppress(Exception):
-            client.images.remove(i.id, force=True)
 
 
 def copy_example(name: str, dest: Path) -> Path:

@@ -333,7 +333,7 @@ def test_gateway_port_taken_is_reported(docker_engine, tmp_path):
         try:
             out = minicloud("env", "build", "test", workspace=ws, env=env)
         finally:
-            from .conftest import remove_instance
+            from deploy_bridge.engine import remove_instance
 
             remove_instance(docker_engine, env["MINICLOUD_INSTANCE"])
     assert out.returncode == 3 and str(port) in out.stderr and "taken" in out.stderr

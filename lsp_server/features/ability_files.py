@@ -11,6 +11,10 @@ from .base import Feature
 class AbilityFileFeature(Feature):
     name = "ability-files"
 
+    def __init__(self) -> None:
+        # trusted platform keys and the app id, set by the server from the workspace's keys
+        self.trust: tuple[dict, str | None] = ({}, None)
+
     def accepts(self, uri: str, language: str) -> bool:
         return "/abilities/" in uri and uri.endswith(".json")
 
@@ -28,5 +32,3 @@ class AbilityFileFeature(Feature):
                 message=f"{err.kind}: {err.message}", severity=types.DiagnosticSeverity.Error,
                 source="minicloud", code=err.kind)]
         return []
-
-    trust: tuple[dict, str | None] = ({}, None)  # set by the server from the workspace's keys
