@@ -1,17 +1,29 @@
-"""A JSON-RPC client over stdio that times requests and timestamps notifications on arrival."""
+"""A JSON-RPC client over stdio that times requests and timestamps notifications on arrival.
+
+It is single-threaded, like an editor's event loop: one loop reads the server's output and handles
+each message in order, so an answer is "received" when the loop reaches it — after whatever log
+notifications came before it. (A reader thread that hands answers to the timing thread measured the
+hand-off too: under a log flood the two threads wait for each other's GIL for up to a switch
+interval, which says nothing about the server.) While nothing is being timed, `wait` keeps reading.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import os
-import queue
+import selectors
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+LOGS_PREFIX = b'{"jsonrpc":"2.0","method":"minicloud/logs"'
+
+
+class ServerExited(RuntimeError):
+    pass
 
 
 class TimedClient:
@@ -20,14 +32,18 @@ class TimedClient:
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=env or os.environ.copy())
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self._out = self.proc.stdout.fileno()
+        os.set_blocking(self._out, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._out, selectors.EVENT_READ)
+        self._buffer = bytearray()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, queue.Queue] = {}
-        self._lock = threading.Lock()
+        self._answers: dict[int, dict[str, Any]] = {}
         self.on_notification: Callable[[str, Any, float], None] | None = None
-        # log notifications are kept raw and parsed later, so that the client's own parsing does
-        # not compete (for this process's GIL) with the requests being timed
+        # log notifications are kept raw and parsed later (an editor queues their rendering), so that
+        # the client's own parsing does not delay the answers being timed
         self.raw_logs: list[tuple[bytes, float]] = []
-        threading.Thread(target=self._reader, daemon=True).start()
         caps = {"window": {"workDoneProgress": False},
                 "experimental": {"minicloudLogs": True} if logs_capability else {}}
         self.request("initialize", {"processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": caps,
@@ -35,43 +51,59 @@ class TimedClient:
         self.initialize_ms = (time.perf_counter() - self.started) * 1000
         self.notify("initialized", {})
 
+    # ---- the loop
     def _send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
-        with self._lock:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            self.proc.stdin.flush()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
 
-    def _reader(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
+    def _read_available(self, timeout: float | None) -> None:
+        if not self._selector.select(timeout):
+            return
         while True:
-            length = 0
-            while True:
-                line = out.readline()
-                if not line:
-                    return
-                if line in (b"\r\n", b"\n"):
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            body = out.read(length)
+            try:
+                data = os.read(self._out, 1 << 20)
+            except BlockingIOError:
+                break
+            if not data:
+                raise ServerExited(f"the server exited (code {self.proc.poll()})")
+            self._buffer += data
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            length = next(int(line.split(b":")[1]) for line in bytes(self._buffer[:end]).split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            if len(self._buffer) < end + 4 + length:
+                return
+            body = bytes(self._buffer[end + 4:end + 4 + length])
+            del self._buffer[:end + 4 + length]
             arrived = time.time()
-            if body.startswith(b'{"jsonrpc":"2.0","method":"minicloud/logs"'):
+            if body.startswith(LOGS_PREFIX):
                 self.raw_logs.append((body, arrived))
                 continue
             msg = json.loads(body)
             if "id" in msg and "method" not in msg:
-                q = self._waiting.pop(msg["id"], None)
-                if q is not None:
-                    q.put(msg)
+                self._answers[msg["id"]] = msg
             elif "id" in msg:  # a request from the server: answer null
                 self._send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
             elif self.on_notification is not None:
                 self.on_notification(msg["method"], msg.get("params"), arrived)
 
+    def wait(self, seconds: float) -> None:
+        """Sleep while handling what the server sends (log notifications keep arriving)."""
+        deadline = time.perf_counter() + seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            self._read_available(left)
+
+    # ---- the API
     def take_logs(self) -> list[tuple[str, float]]:
         """(line, arrival time) of every log line received so far, and forget them."""
+        self._read_available(0)
         raw, self.raw_logs = self.raw_logs, []
         return [(ln["line"], arrived) for body, arrived in raw for ln in json.loads(body)["params"]["lines"]]
 
@@ -80,10 +112,14 @@ class TimedClient:
 
     def request(self, method: str, params: Any, timeout: float = 600) -> Any:
         rid = next(self._ids)
-        q: queue.Queue = queue.Queue()
-        self._waiting[rid] = q
         self._send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        msg = q.get(timeout=timeout)
+        deadline = time.perf_counter() + timeout
+        while rid not in self._answers:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"{method}: no answer in {timeout} s")
+            self._read_available(left)
+        msg = self._answers.pop(rid)
         if "error" in msg:
             raise RuntimeError(msg["error"].get("message"))
         return msg.get("result")
@@ -106,3 +142,4 @@ class TimedClient:
             self.proc.wait(timeout=10)
         except Exception:  # noqa: BLE001 - a benchmark must always end its server
             self.proc.kill()
+        self._selector.close()

@@ -101,13 +101,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     roles = [args.role] if args.role else None
-    for line in _cloud(args).logs(args.env, follow=args.follow, since=args.since, tail=args.tail,
-                                  grep=args.grep, roles=roles):
+    out = sys.stdout
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for all lines of a flood
+    for batch in _cloud(args).log_batches(args.env, follow=args.follow, since=args.since, tail=args.tail,
+                                          grep=args.grep, roles=roles):
         if args.json:
-            print(json.dumps(line.to_json(), ensure_ascii=False), flush=True)
+            out.write("".join(encode(line.to_json()) + "\n" for line in batch))
         else:
-            release = f" {line.release}" if line.release else ""
-            print(f"{line.time} {line.role}{release} | {line.line}", flush=True)
+            out.write("".join(f"{line.time} {line.role}{' ' + line.release if line.release else ''} | {line.line}\n"
+                              for line in batch))
+        out.flush()  # once per batch: a flood is a few writes a second, not one per line
     return 0
 
 

@@ -494,6 +494,13 @@ class Cloud:
     def logs(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
              grep: str | None = None, roles: list[str] | None = None,
              stop: threading.Event | None = None) -> Iterator[LogLine]:
+        for batch in self.log_batches(env, follow=follow, since=since, tail=tail, grep=grep, roles=roles, stop=stop):
+            yield from batch
+
+    def log_batches(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
+                    grep: str | None = None, roles: list[str] | None = None,
+                    stop: threading.Event | None = None) -> Iterator[list[LogLine]]:
+        """The env's logs as they arrive, in batches (see `logs.read_batches`)."""
         self._check_env(env)
         roles = roles or list(ROLES)
         unknown = set(roles) - set(ROLES)
@@ -510,7 +517,7 @@ class Cloud:
                 found.append(logs._Source(edge, "gateway", lambda text: any(h in text for h in hostnames)))
             return found
 
-        return logs.read(sources, follow=follow, since=since, tail=tail, grep=grep, stop=stop)
+        return logs.read_batches(sources, follow=follow, since=since, tail=tail, grep=grep, stop=stop)
 
     def events(self, stop: threading.Event) -> Iterator[dict]:
         """Docker events about this instance's containers, until `stop` is set."""

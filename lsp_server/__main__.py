@@ -16,8 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(filename=args.log_file, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Log streams parse thousands of lines a second in threads; a short GIL switch interval lets the
-    # event loop (completions) take the GIL back quickly instead of waiting the default 5 ms each time.
+    # The index refreshes in worker threads (Docker, SQL); a short GIL switch interval lets the event
+    # loop (completions) take the GIL back quickly instead of waiting the default 5 ms each time.
     sys.setswitchinterval(0.0005)
     from .server import server
 

@@ -11,11 +11,15 @@ import contextlib
 import inspect
 import json
 import logging
+import os
+import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pygls.io_ import run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -29,10 +33,12 @@ from .features.manifest import ManifestFeature
 from .features.sql import SqlFeature
 from .index import Index, Snapshot
 from .logstream import LogStreams
+from .transport import PipeReader, PriorityPipeWriter
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 LOGS_NOTIFICATION = "minicloud/logs"
+LOG_BACKLOG_BYTES = 1 << 20  # log traffic queued for the editor beyond which lines wait (and the oldest drop)
 
 
 class MinicloudProtocol(LanguageServerProtocol):
@@ -55,7 +61,7 @@ class MinicloudServer(LanguageServer):
         self.env = "test"
         self.workspace_root: Path | None = None
         self.index = Index(None, self.env)
-        self.log_streams = LogStreams()
+        self.log_streams = LogStreams(congested=self.logs_congested)
         self.ability_files = AbilityFileFeature()
         self.main_loop: asyncio.AbstractEventLoop | None = None  # set at initialize; threads post to it
         self.features: list[Feature] = [ManifestFeature(), EnvVarFeature(), SqlFeature(), CapabilityFeature(),
@@ -144,6 +150,35 @@ class MinicloudServer(LanguageServer):
         for uri in list(self.workspace.text_documents):
             self.publish(uri)
 
+    # ---- transport
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Stdio on the event loop, answers ahead of log traffic (see transport.py)."""
+        if os.name == "nt":  # no pipe support for the console handles there: pygls' own transport
+            super().start_io(stdin, stdout)
+            return
+        self._stop_event = threading.Event()
+
+        async def serve() -> None:
+            reader = await PipeReader.attach(stdin or sys.stdin.buffer)
+            self.protocol.set_writer(PriorityPipeWriter((stdout or sys.stdout.buffer).fileno(),
+                                                        asyncio.get_running_loop()))
+            await run_async(stop_event=self._stop_event, reader=reader, protocol=self.protocol, logger=log,
+                            error_handler=self.report_server_error)
+
+        try:
+            asyncio.run(serve())
+        except BrokenPipeError:
+            log.error("the editor closed the connection; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def logs_congested(self) -> bool:
+        """True while the editor has not read the log traffic already queued for it."""
+        writer = self.protocol.writer
+        return isinstance(writer, PriorityPipeWriter) and writer.bulk_bytes > LOG_BACKLOG_BYTES
+
     # ---- logs
     def send_log_lines(self, stream: str, lines: list[bytes], dropped: int) -> None:
         """Deliver raw JSON log lines (from `minicloud logs --json`) to the client."""
@@ -153,7 +188,7 @@ class MinicloudServer(LanguageServer):
             body = (b'{"jsonrpc":"2.0","method":"' + LOGS_NOTIFICATION.encode() + b'","params":{"stream":'
                     + json.dumps(stream).encode() + b',"dropped":' + str(dropped).encode()
                     + b',"lines":[' + b",".join(lines) + b"]}}")
-            self._write_raw(body)
+            self._write_raw(body, bulk=True)
             return
         parsed = [json.loads(raw) for raw in lines]
         text = "\n".join(f"{ln['time']} {ln['role']}{' ' + ln['release'] if ln.get('release') else ''} | {ln['line']}"
@@ -162,11 +197,15 @@ class MinicloudServer(LanguageServer):
             text += f"\n({dropped} lines dropped: the editor could not keep up)"
         self.window_log_message(types.LogMessageParams(types.MessageType.Log, text))
 
-    def _write_raw(self, body: bytes) -> None:
+    def _write_raw(self, body: bytes, bulk: bool = False) -> None:
         writer = self.protocol.writer
         if writer is None:
             return
-        result = writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        message = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        if bulk and isinstance(writer, PriorityPipeWriter):
+            writer.write_bulk(message)
+            return
+        result = writer.write(message)
         if inspect.isawaitable(result):
             asyncio.ensure_future(result)
 
