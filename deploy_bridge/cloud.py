@@ -27,54 +27,23 @@ from .config import (
     LABEL_ROLE,
     LABEL_WORKSPACE,
     ROLES,
-    Settings,
-    settings,
     workspace_state_dir,
 )
-from .database import Database, credentials, credentials_path
+from .credentials import credentials, credentials_path
+from .database import Database
 from .errors import Cancelled, DeployBusy, MinicloudError, NotBuilt
 from .gateway import Edge
-from .manifest import Manifest, load_manifest
-from .model import DeployResult, EnvStatus, InjectedVar, LogLine, QueryResult, Release, TableInfo
+from .model import DeployResult, EnvStatus, LogLine, QueryResult, Release, TableInfo
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder, list_releases, prune_releases, tail_logs, wait_healthy
+from .workspace import Workspace
 
 
-class Cloud:
-    def __init__(self, workspace: Path | None = None, manifest: Manifest | None = None) -> None:
-        self._manifest = manifest or load_manifest(workspace)
-        self.workspace = self._manifest.workspace
-        self._manifest_stamp = self._stamp()
-
-    def _stamp(self) -> tuple[int, int] | None:
-        with contextlib.suppress(OSError):
-            st = self._manifest.path.stat()
-            return (st.st_mtime_ns, st.st_size)
-        return None
-
-    @property
-    def manifest(self) -> Manifest:
-        """The workspace's manifest, read again when the file changed (a Cloud can live as long as an editor)."""
-        stamp = self._stamp()
-        if stamp != self._manifest_stamp:
-            self._manifest = load_manifest(self.workspace)
-            self._manifest_stamp = stamp
-        return self._manifest
-
-    # ----------------------------------------------------------------- helpers
-    @property
-    def settings(self) -> Settings:
-        return settings()
-
-    @property
-    def app(self) -> str:
-        return self.manifest.name
+class Cloud(Workspace):
+    """The verbs of one app; what needs no engine (manifest, URLs, variables) is `Workspace`'s."""
 
     def _client(self) -> docker.DockerClient:
         return engine.client()
-
-    def _check_env(self, env: str) -> None:
-        self.manifest.env(env)  # raises UnknownEnv with the list of known ones
 
     def _edge(self) -> Edge:
         return Edge(self._client(), self.settings)
@@ -99,14 +68,6 @@ class Cloud:
         return self._client().containers.list(
             all=all, filters={"label": self.settings.label_filter(app=self.app, env=env, role=role)})
 
-    def _sandbox_keys(self, env: str, create: bool):
-        """The env's platform and app key pairs (codegen owns their format); None when unavailable."""
-        try:
-            from codegen import keys
-        except ImportError:
-            return None
-        return keys.ensure_env_keys(self.workspace, env) if create else keys.env_keys(self.workspace, env)
-
     @contextlib.contextmanager
     def _lock(self, env: str, verb: str) -> Iterator[None]:
         """One changing verb per app and env at a time; a second one is refused with who holds it."""
@@ -128,33 +89,6 @@ class Cloud:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)
-
-    # ----------------------------------------------------------------- no engine needed
-    def url(self, env: str) -> str:
-        self._check_env(env)
-        s = self.settings
-        return s.url(s.app_host(self.app, env))
-
-    def sandbox_url(self, env: str) -> str:
-        self._check_env(env)
-        s = self.settings
-        return s.url(s.sandbox_host(env))
-
-    def ca_path(self) -> str:
-        from .ca import ensure_ca
-
-        return str(ensure_ca(self.settings.instance_dir() / "ca").cert_path)
-
-    def _variables(self, env: str, release: str | None) -> list[InjectedVar]:
-        keys = self._sandbox_keys(env, create=False)
-        creds = credentials(self.workspace, env, self.app, create=False)
-        return variables.injected(self.settings, self.manifest, env, creds, release,
-                                  app_id=keys.app_id if keys else None)
-
-    def injected_vars(self, env: str) -> list[InjectedVar]:
-        """The variables the app of `env` receives, secrets masked. Needs no engine."""
-        self._check_env(env)
-        return variables.masked(self._variables(env, None))
 
     # ----------------------------------------------------------------- environments
     def build_env(self, env: str, progress: Progress | None = None) -> DeployResult:

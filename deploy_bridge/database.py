@@ -1,58 +1,20 @@
 """The env's MariaDB: a container on the env network with its data in a named volume.
 
-Credentials are generated once per workspace and env, kept in `.minicloud/<env>/db.json` (0600), and
-never printed. They survive `env destroy` without `--with-data`, so a rebuild opens the same data.
+Its credentials are in credentials.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import string
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import docker
 from docker.errors import NotFound
 
-from .config import Settings, workspace_state_dir
+from .config import Settings
+from .credentials import DB_ALIAS, DbCredentials
 from .errors import MinicloudError
 from .model import QueryResult, TableInfo
 from .progress import NullProgress, Progress
-
-DB_ALIAS = "db"  # the host name apps use (MYSQL_HOST)
-DB_PORT = 3306
-
-
-@dataclass(frozen=True)
-class DbCredentials:
-    database: str
-    user: str
-    password: str
-
-    def url(self) -> str:
-        return f"mysql://{self.user}:{self.password}@{DB_ALIAS}:{DB_PORT}/{self.database}"
-
-
-def credentials_path(workspace: Path, env: str) -> Path:
-    return workspace_state_dir(workspace, env) / "db.json"
-
-
-def credentials(workspace: Path, env: str, app: str, create: bool = True) -> DbCredentials | None:
-    path = credentials_path(workspace, env)
-    if path.is_file():
-        return DbCredentials(**json.loads(path.read_text()))
-    if not create:
-        return None
-    alphabet = string.ascii_letters + string.digits
-    creds = DbCredentials(database=app.replace("-", "_"), user=app.replace("-", "_")[:16],
-                          password="".join(secrets.choice(alphabet) for _ in range(24)))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(creds), f)
-    return creds
 
 
 class Database:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .config import Settings
-from .database import DB_ALIAS, DB_PORT, DbCredentials
+from .credentials import DB_ALIAS, DB_PORT, DbCredentials
 from .manifest import Manifest
 from .model import InjectedVar
 

@@ -94,6 +94,7 @@ class Index:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._cloud = None
+        self._local = None  # the engine-free view, until the cloud itself is loaded
 
     # ---- persistence
     @property
@@ -139,6 +140,17 @@ class Index:
             self._cloud = Cloud(self.workspace)
         return self._cloud
 
+    def local_view(self):
+        """The engine-free part of the cloud (manifest, URL, variables): it imports without the
+        Docker SDK, so that the first request after start-up does not wait for it."""
+        if self._cloud is not None:
+            return self._cloud
+        if self._local is None and self.workspace is not None:
+            from deploy_bridge.workspace import Workspace
+
+            self._local = Workspace(self.workspace)
+        return self._local
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
@@ -172,15 +184,15 @@ class Index:
         """What needs no engine (manifest, variables, ability packages): cheap, safe at start-up."""
         snap = replace(self.snapshot, env=self.env)
         try:
-            cloud = self.cloud()
+            view = self.local_view()
         except Exception as err:  # noqa: BLE001 - a broken manifest: keep what we know
             log.info("no cloud for %s: %s", self.workspace, err)
-            cloud = None
-        if cloud is not None:
-            snap = replace(snap, app=cloud.app)
+            view = None
+        if view is not None:
+            snap = replace(snap, app=view.app)
             with contextlib.suppress(Exception):
-                snap = replace(snap, url=cloud.url(self.env), variables={
-                    v.name: Variable(v.name, v.value, v.source, v.secret) for v in cloud.injected_vars(self.env)})
+                snap = replace(snap, url=view.url(self.env), variables={
+                    v.name: Variable(v.name, v.value, v.source, v.secret) for v in view.injected_vars(self.env)})
         snap = self._abilities(snap)
         self.snapshot = snap
         return snap

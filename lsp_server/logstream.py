@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -55,7 +54,9 @@ def _background_priority() -> None:
 
 
 def _enlarge_pipe(fd: int) -> None:
-    with contextlib.suppress(OSError, AttributeError):  # Linux only; a smaller pipe still works
+    with contextlib.suppress(OSError, AttributeError, ImportError):  # Linux only; a smaller pipe still works
+        import fcntl
+
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 

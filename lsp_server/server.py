@@ -33,7 +33,6 @@ from .features.manifest import ManifestFeature
 from .features.sql import SqlFeature
 from .index import Index, Snapshot
 from .logstream import LogStreams
-from .transport import PipeReader, PriorityPipeWriter
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -156,6 +155,8 @@ class MinicloudServer(LanguageServer):
         if os.name == "nt":  # no pipe support for the console handles there: pygls' own transport
             super().start_io(stdin, stdout)
             return
+        from .transport import PipeReader, PriorityPipeWriter
+
         self._stop_event = threading.Event()
 
         async def serve() -> None:
@@ -176,8 +177,7 @@ class MinicloudServer(LanguageServer):
 
     def logs_congested(self) -> bool:
         """True while the editor has not read the log traffic already queued for it."""
-        writer = self.protocol.writer
-        return isinstance(writer, PriorityPipeWriter) and writer.bulk_bytes > LOG_BACKLOG_BYTES
+        return getattr(self.protocol.writer, "bulk_bytes", 0) > LOG_BACKLOG_BYTES
 
     # ---- logs
     def send_log_lines(self, stream: str, lines: list[bytes], dropped: int) -> None:
@@ -202,7 +202,7 @@ class MinicloudServer(LanguageServer):
         if writer is None:
             return
         message = b"Content-Length: %d\r\n\r\n" % len(body) + body
-        if bulk and isinstance(writer, PriorityPipeWriter):
+        if bulk and hasattr(writer, "write_bulk"):  # our stdio transport: logs go after answers
             writer.write_bulk(message)
             return
         result = writer.write(message)

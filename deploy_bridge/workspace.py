@@ -1,0 +1,85 @@
+"""A workspace's view of its cloud that needs no engine: the manifest, the env's URLs, the variables
+the app receives. `Cloud` (cloud.py) adds the verbs that talk to Docker.
+
+Kept free of the Docker SDK so that what an editor needs at start-up imports in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from . import variables
+from .config import Settings, settings
+from .credentials import credentials
+from .manifest import Manifest, load_manifest
+from .model import InjectedVar
+
+
+class Workspace:
+    def __init__(self, workspace: Path | None = None, manifest: Manifest | None = None) -> None:
+        self._manifest = manifest or load_manifest(workspace)
+        self.workspace = self._manifest.workspace
+        self._manifest_stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        with contextlib.suppress(OSError):
+            st = self._manifest.path.stat()
+            return (st.st_mtime_ns, st.st_size)
+        return None
+
+    @property
+    def manifest(self) -> Manifest:
+        """The workspace's manifest, read again when the file changed (a Cloud can live as long as an editor)."""
+        stamp = self._stamp()
+        if stamp != self._manifest_stamp:
+            self._manifest = load_manifest(self.workspace)
+            self._manifest_stamp = stamp
+        return self._manifest
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def settings(self) -> Settings:
+        return settings()
+
+    @property
+    def app(self) -> str:
+        return self.manifest.name
+
+    def _check_env(self, env: str) -> None:
+        self.manifest.env(env)  # raises UnknownEnv with the list of known ones
+
+    def _sandbox_keys(self, env: str, create: bool):
+        """The env's platform and app key pairs (codegen owns their format); None when unavailable."""
+        try:
+            from codegen import keys
+        except ImportError:
+            return None
+        return keys.ensure_env_keys(self.workspace, env) if create else keys.env_keys(self.workspace, env)
+
+    # ----------------------------------------------------------------- no engine needed
+    def url(self, env: str) -> str:
+        self._check_env(env)
+        s = self.settings
+        return s.url(s.app_host(self.app, env))
+
+    def sandbox_url(self, env: str) -> str:
+        self._check_env(env)
+        s = self.settings
+        return s.url(s.sandbox_host(env))
+
+    def ca_path(self) -> str:
+        from .ca import ensure_ca
+
+        return str(ensure_ca(self.settings.instance_dir() / "ca").cert_path)
+
+    def _variables(self, env: str, release: str | None) -> list[InjectedVar]:
+        keys = self._sandbox_keys(env, create=False)
+        creds = credentials(self.workspace, env, self.app, create=False)
+        return variables.injected(self.settings, self.manifest, env, creds, release,
+                                  app_id=keys.app_id if keys else None)
+
+    def injected_vars(self, env: str) -> list[InjectedVar]:
+        """The variables the app of `env` receives, secrets masked. Needs no engine."""
+        self._check_env(env)
+        return variables.masked(self._variables(env, None))
