@@ -26,6 +26,7 @@ from .config import (
     LABEL_RELEASE,
     LABEL_ROLE,
     LABEL_WORKSPACE,
+    LOG_CONFIG,
     ROLES,
     workspace_state_dir,
 )
@@ -159,7 +160,7 @@ class Cloud(Workspace):
                      str(keys.platform_public): {"bind": "/keys/platform_public.pem", "mode": "ro"},
                      str(abilities.resolve()): {"bind": "/abilities", "mode": "ro"},
                      volume: {"bind": "/data", "mode": "rw"}},
-            restart_policy={"Name": "unless-stopped"},
+            restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG,
         )
         deadline = time.monotonic() + 20
         while edge.probe(name, 8080, "/_sandbox/health") != 200:
@@ -294,7 +295,7 @@ class Cloud(Workspace):
         progress.report(f"starting release {release}", 70)
         container = client.containers.run(
             tag, name=name, detach=True, init=True, network=network.name, environment=environment, volumes=mounts,
-            labels=s.labels(app=self.app, env=env, role="app", release=release))
+            labels=s.labels(app=self.app, env=env, role="app", release=release), log_config=LOG_CONFIG)
         switched = False
         try:
             progress.report(f"waiting for {m.health} to answer 2xx", 80)

@@ -22,6 +22,9 @@ LABEL_IMAGE = "minicloud.image"
 LABEL_WORKSPACE = "minicloud.workspace"  # on the network: which folder owns app/env
 
 ROLES = ("app", "db", "gateway", "sandbox")
+# Every container logs to rotated JSON files: a chatty app cannot fill the disk, and the log
+# followers can read the files directly (logs.py) whatever the engine's default driver is.
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "20m", "max-file": "5"}}
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
 

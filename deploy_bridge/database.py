@@ -10,7 +10,7 @@ import time
 import docker
 from docker.errors import NotFound
 
-from .config import Settings
+from .config import LOG_CONFIG, Settings
 from .credentials import DB_ALIAS, DbCredentials
 from .errors import MinicloudError
 from .model import QueryResult, TableInfo
@@ -48,7 +48,7 @@ class Database:
                 environment={"MYSQL_DATABASE": creds.database, "MYSQL_USER": creds.user,
                              "MYSQL_PASSWORD": creds.password, "MARIADB_RANDOM_ROOT_PASSWORD": "1"},
                 volumes={self.volume_name: {"bind": "/var/lib/mysql", "mode": "rw"}},
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG,
             )
         if container.status != "running":
             container.start()

@@ -18,7 +18,7 @@ import docker
 from docker.errors import APIError, NotFound
 
 from . import ca, images
-from .config import LABEL_IMAGE, Settings
+from .config import LABEL_IMAGE, LOG_CONFIG, Settings
 from .errors import MinicloudError, PortInUse
 from .progress import NullProgress, Progress
 
@@ -72,7 +72,7 @@ class Edge:
                 image, name=self.settings.edge_container, detach=True, labels=labels,
                 ports={f"{port}/tcp": ("127.0.0.1", port)},
                 volumes={str(self.folder): {"bind": CONTAINER_CONF, "mode": "ro"}},
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG,
             )
         except APIError as err:
             if "port is already allocated" in str(err) or "address already in use" in str(err):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 FLUSH_SECONDS = 0.03
 MAX_BUFFERED = 50_000
-MAX_PER_NOTIFICATION = 250  # small notifications: an answer never waits behind a large one
+MAX_PER_NOTIFICATION = 1000  # ~130 KB: one notification per step at 10k lines/s
 PIPE_BYTES = 1 << 20  # a slow step or two of a 10k lines/s flood outgrows a default (64 KiB) pipe
 MAX_READ_PER_STEP = 4 << 20  # one step never reads without end from a child that writes without end
 

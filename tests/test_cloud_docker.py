@@ -268,6 +268,9 @@ def test_everything_carries_labels(cloud_env, docker_engine):
     containers = docker_engine.containers.list(all=True, filters=instance)
     assert containers
     for c in containers:
+        # rotated json-file logs, whatever the engine's default: a chatty app cannot fill the disk
+        log_config = c.attrs["HostConfig"]["LogConfig"]
+        assert log_config["Type"] == "json-file" and log_config["Config"].get("max-size") == "20m", c.name
         if c.labels.get("minicloud.role") == "gateway":
             continue  # the edge is shared by every app of the instance
         assert c.labels["minicloud.app"] == "shop" and c.labels["minicloud.env"] == "test"

@@ -1,12 +1,15 @@
-"""Reading a followed log straight from the engine's socket: frames split wherever reads end."""
+"""Following a container's log without the engine's per-line work: its socket read in blocks
+(frames split wherever reads end), or its json-file log read directly."""
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import threading
+import time
 
-from deploy_bridge.logs import _FollowedLog
+from deploy_bridge.logs import _FollowedLog, _LogFile
 
 
 def _frame(stream: int, payload: bytes) -> bytes:
@@ -49,3 +52,58 @@ def test_engines_not_on_a_unix_socket_are_read_through_docker_py(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     assert _FollowedLog.open(container=None, since=None, tail=None) is None  # type: ignore[arg-type]
+
+
+class _FakeContainer:
+    """Just what `_LogFile` asks of a container: its log file, the history, whether it runs."""
+
+    def __init__(self, path, history: bytes = b"") -> None:
+        self.attrs = {"LogPath": str(path), "HostConfig": {"LogConfig": {"Type": "json-file"}}}
+        self.status = "running"
+        self._history = history
+
+    def logs(self, **_params) -> bytes:
+        return self._history
+
+    def reload(self) -> None:
+        pass
+
+
+def _record(text: str, stamp: str) -> bytes:
+    return json.dumps({"log": text + "\n", "stream": "stdout", "time": stamp}).encode() + b"\n"
+
+
+def test_a_followed_log_file_skips_what_the_history_had_and_crosses_a_rotation(tmp_path):
+    path = tmp_path / "c-json.log"
+    path.write_bytes(_record("old", "2026-11-25T10:00:00.1Z"))
+    # the history (from the API) already had "old" and "racing", written while it was read
+    history = b"2026-11-25T10:00:00.100000000Z old\n2026-11-25T10:00:00.200000000Z racing\n"
+    container = _FakeContainer(path, history)
+    stream = _LogFile.open(container, since=None, tail=None)  # type: ignore[arg-type]
+    assert stream is not None
+    with path.open("ab") as f:
+        f.write(_record("racing", "2026-11-25T10:00:00.2Z") + _record("new 1", "2026-11-25T10:00:00.35Z"))
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(stream), daemon=True)
+    reader.start()
+    time.sleep(0.1)
+    with path.open("ab") as f:  # the last line before the driver rotates the file
+        f.write(_record("new 2", "2026-11-25T10:00:01Z"))
+    path.rename(tmp_path / "c-json.log.1")
+    path.write_bytes(_record("after rotation", "2026-11-25T10:00:02.5Z"))
+    time.sleep(0.2)
+    path.unlink()  # the container is removed: the follower ends
+    (tmp_path / "c-json.log.1").unlink()
+    reader.join(timeout=5)
+    assert not reader.is_alive()
+    assert b"".join(chunks).decode().splitlines() == [
+        "2026-11-25T10:00:00.100000000Z old", "2026-11-25T10:00:00.200000000Z racing",
+        "2026-11-25T10:00:00.350000000Z new 1", "2026-11-25T10:00:01.000000000Z new 2",
+        "2026-11-25T10:00:02.500000000Z after rotation"]
+
+
+def test_a_log_file_we_may_not_read_goes_through_the_api(tmp_path):
+    assert _LogFile.open(_FakeContainer(tmp_path / "missing-json.log"), None, None) is None  # type: ignore[arg-type]
+    other = _FakeContainer(tmp_path / "c-json.log")
+    other.attrs["HostConfig"]["LogConfig"]["Type"] = "local"
+    assert _LogFile.open(other, None, None) is None  # type: ignore[arg-type]
