@@ -263,6 +263,45 @@ def test_logs_follow_shows_new_lines_as_they_come(cloud_env, ca):
     assert found and "added product" in found[0] and " app " in found[0]
 
 
+@pytest.mark.parametrize("reader", ["log file", "engine socket", "docker-py"])
+def test_each_way_of_following_gives_history_then_new_lines_once(cloud_env, ca, monkeypatch, reader):
+    """The follower reads the log file where it may, else the engine's socket, else docker-py: each
+    must give the history, then new lines, each once."""
+    import threading
+
+    from deploy_bridge import logs
+
+    if reader != "log file":
+        monkeypatch.setattr(logs._LogFile, "open", classmethod(lambda cls, *a: None))
+    if reader == "docker-py":
+        monkeypatch.setattr(logs._FollowedLog, "open", classmethod(lambda cls, *a: None))
+    before = f"before-{reader}"
+    request(cloud_env.url + "/products", ca, {"name": before, "price_cents": 1})
+    stop = threading.Event()
+    lines: list[str] = []
+
+    def follow() -> None:
+        for batch in cloud_env.cloud.log_batches("test", follow=True, since="30s", roles=["app"], stop=stop):
+            lines.extend(ln.line for ln in batch)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not any(before in ln for ln in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = f"after-{reader}"
+        request(cloud_env.url + "/products", ca, {"name": after, "price_cents": 1})
+        deadline = time.monotonic() + 15
+        while not any(after in ln for ln in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert sum(before in ln for ln in lines) == 1, lines[-20:]
+    assert sum(after in ln for ln in lines) == 1, lines[-20:]
+
+
 def test_everything_carries_labels(cloud_env, docker_engine):
     instance = {"label": f"minicloud.instance={os.environ['MINICLOUD_INSTANCE']}"}
     containers = docker_engine.containers.list(all=True, filters=instance)
