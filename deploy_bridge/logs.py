@@ -128,13 +128,13 @@ class _LogFile:
     STATE_CHECK_SECONDS = 1.0  # when idle, how often to ask whether the container still runs
 
     def __init__(self, container: docker.models.containers.Container, path: str, fd: int,
-                 history: bytes, skip_through: str | None) -> None:
+                 history: Iterator[bytes]) -> None:
         self._container = container
         self._path = path
         self._fd = fd
         self._inode = os.fstat(fd).st_ino
         self._history = history
-        self._skip_through = skip_through
+        self._skip_through: str | None = None
         self._pending = b""
         self._closed = False
 
@@ -150,12 +150,13 @@ class _LogFile:
             return None
         try:
             os.lseek(fd, 0, os.SEEK_END)
-            history = container.logs(timestamps=True, since=since, tail=tail if tail is not None else "all")
+            # streamed, not read whole: the history of a chatty app is up to the five rotated files
+            history = container.logs(stream=True, follow=False, timestamps=True, since=since,
+                                     tail=tail if tail is not None else "all")
         except BaseException:
             os.close(fd)
             raise
-        last = history.rstrip(b"\n").rpartition(b"\n")[2].partition(b" ")[0].decode(errors="replace")
-        return cls(container, path, fd, history, _fixed_ns(last) if last else None)
+        return cls(container, path, fd, history)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -164,8 +165,14 @@ class _LogFile:
             os.close(self._fd)  # here, not in close(): another thread may be reading it
 
     def _follow(self) -> Iterator[bytes]:
-        if self._history:
-            yield self._history
+        last = b""
+        for frame in self._history:  # one frame per log record: "TIMESTAMP text"
+            if self._closed:
+                return
+            last = frame.partition(b" ")[0] or last
+            yield frame
+        if last:  # lines written while the history was read are in both: skip them in the file
+            self._skip_through = _fixed_ns(last.decode(errors="replace"))
         idle_since = time.monotonic()
         while not self._closed:
             data = os.read(self._fd, 1 << 20)
@@ -237,6 +244,10 @@ class _LogFile:
 
     def close(self) -> None:
         self._closed = True  # the reader stops within a poll
+        close_history = getattr(self._history, "close", None)
+        if close_history is not None:  # a reader blocked in a long history
+            with contextlib.suppress(Exception):
+                close_history()
 
 
 class _FollowedLog:

@@ -94,7 +94,7 @@ class LogStream:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        # niced: under a log flood the CPU goes to the editor's requests first
+        # at idle priority: under a log flood the CPU goes to the editor's requests first
         self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, preexec_fn=_background_priority)
         for pipe in (self._proc.stdout, self._proc.stderr):

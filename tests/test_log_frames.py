@@ -57,13 +57,13 @@ def test_engines_not_on_a_unix_socket_are_read_through_docker_py(monkeypatch):
 class _FakeContainer:
     """Just what `_LogFile` asks of a container: its log file, the history, whether it runs."""
 
-    def __init__(self, path, history: bytes = b"") -> None:
+    def __init__(self, path, history: list[bytes] | None = None) -> None:
         self.attrs = {"LogPath": str(path), "HostConfig": {"LogConfig": {"Type": "json-file"}}}
         self.status = "running"
-        self._history = history
+        self._history = history or []
 
-    def logs(self, **_params) -> bytes:
-        return self._history
+    def logs(self, **_params):
+        return iter(self._history)  # streamed, a frame per record, like docker-py
 
     def reload(self) -> None:
         pass
@@ -77,7 +77,7 @@ def test_a_followed_log_file_skips_what_the_history_had_and_crosses_a_rotation(t
     path = tmp_path / "c-json.log"
     path.write_bytes(_record("old", "2026-11-25T10:00:00.1Z"))
     # the history (from the API) already had "old" and "racing", written while it was read
-    history = b"2026-11-25T10:00:00.100000000Z old\n2026-11-25T10:00:00.200000000Z racing\n"
+    history = [b"2026-11-25T10:00:00.100000000Z old\n", b"2026-11-25T10:00:00.200000000Z racing\n"]
     container = _FakeContainer(path, history)
     stream = _LogFile.open(container, since=None, tail=None)  # type: ignore[arg-type]
     assert stream is not None
