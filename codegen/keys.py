@@ -79,6 +79,9 @@ def ensure_env_keys(workspace: Path, env: str) -> EnvKeys:
     folder = workspace / KEYS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
+    ignore = folder.parent / ".gitignore"  # the state folder ignores itself: keys never reach git
+    if not ignore.is_file():
+        ignore.write_text("# minicloud's state (keys, database credentials): never commit it\n*\n")
     _new_pair(folder / "platform_private.pem", folder / "platform_public.pem")
     _new_pair(folder / "app_private.pem", folder / "app_public.pem")
     # a sandbox app id in the platform's 16-digit shape, stable for this workspace

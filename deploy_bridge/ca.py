@@ -74,6 +74,8 @@ def issue(ca: LocalCA, host: str, out_dir: Path) -> tuple[Path, Path]:
     """A server certificate for `host` (reused while valid for more than 30 days)."""
     cert_path, key_path = out_dir / f"{host}.pem", out_dir / f"{host}-key.pem"
     if cert_path.is_file() and key_path.is_file():
+        if key_path.stat().st_mode & 0o077:
+            os.chmod(key_path, 0o600)  # keys written by older versions were 0644
         current = x509.load_pem_x509_certificate(cert_path.read_bytes())
         if current.not_valid_after_utc - _now() > dt.timedelta(days=30):
             return cert_path, key_path
@@ -94,9 +96,8 @@ def issue(ca: LocalCA, host: str, out_dir: Path) -> tuple[Path, Path]:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    # the gateway's nginx workers read this key inside the container: readable, but only under home/
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    os.chmod(key_path, 0o644)
+    # 0600 like every private key: nginx's master (root in the container) loads it before dropping rights
+    _write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path

@@ -1,42 +1,36 @@
 """The verbs. The CLI and the language server both call these, and nothing else of deploy_bridge.
 
-`Cloud(workspace)` binds one app (its minicloud.toml). Every method takes the environment name.
-Long verbs take a `Progress` (see progress.py) and honour its cancellation. What runs is read from
-Docker labels each time; the only other state is the gateway's route per host (which container serves).
+`Cloud(workspace)` binds one app (its minicloud.toml); every verb takes the environment name. Each verb
+is a few named steps over the concerns that do the work: `rollout` (switching releases), `gateway`
+(routes), `database`, `sandbox.platform`, `keeper`, `status`. Long verbs take a `Progress` and honour
+its cancellation. What runs is read from Docker labels each time; the only other state is the
+gateway's route per host (which container serves).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import fcntl
 import os
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 from docker.errors import APIError, NotFound
 
-from . import engine, hosts, images, logs, variables
-from .config import (
-    LABEL_APP,
-    LABEL_ENV,
-    LABEL_RELEASE,
-    LABEL_ROLE,
-    LABEL_WORKSPACE,
-    LOG_CONFIG,
-    ROLES,
-    workspace_state_dir,
-)
+from . import engine, hosts, images, keeper, logs, variables
+from .config import LABEL_APP, LABEL_ENV, LABEL_RELEASE, LABEL_WORKSPACE, ROLES, workspace_state_dir
 from .credentials import credentials, credentials_path
 from .database import Database
-from .errors import Cancelled, DeployBusy, MinicloudError, NotBuilt
+from .errors import MinicloudError, NotBuilt
 from .gateway import Edge
-from .model import DeployResult, EnvStatus, LogLine, QueryResult, Release, TableInfo
+from .lock import EnvLock
+from .model import DeployResult, EnvStatus, QueryResult, Release, TableInfo
 from .progress import NullProgress, Progress
-from .releases import ReleaseBuilder, list_releases, prune_releases, tail_logs, wait_healthy
+from .releases import ReleaseBuilder, list_releases, wait_healthy
+from .rollout import AppTarget, Rollout, clean_leftovers
+from .sandbox import platform as sandbox_platform
+from .status import container_status, derive_state, fill_stats, role_of, sort_containers
 from .workspace import Workspace
 
 
@@ -52,6 +46,10 @@ class Cloud(Workspace):
     def _db(self, env: str) -> Database:
         return Database(self._client(), self.settings, self.app, env)
 
+    def lock(self, env: str) -> EnvLock:
+        """The lock every changing verb of this app's `env` holds."""
+        return EnvLock(self.settings.instance_dir() / "locks", self.app, env)
+
     def _network(self, env: str) -> docker.models.networks.Network:
         try:
             network = self._client().networks.get(self.settings.network(self.app, env))
@@ -65,174 +63,148 @@ class Cloud(Workspace):
                                  hint=f"give this app another [app].name, or run `minicloud env destroy {env}` there")
         return network
 
-    def _containers(self, env: str, role: str | None = None, all: bool = True) -> list:
+    def containers(self, env: str, role: str | None = None, running_only: bool = False) -> list:
+        """The env's containers (by label), optionally of one role."""
         return self._client().containers.list(
-            all=all, filters={"label": self.settings.label_filter(app=self.app, env=env, role=role)})
+            all=not running_only, filters={"label": self.settings.label_filter(app=self.app, env=env, role=role)})
 
-    @contextlib.contextmanager
-    def _lock(self, env: str, verb: str) -> Iterator[None]:
-        """One changing verb per app and env at a time; a second one is refused with who holds it."""
-        folder = self.settings.instance_dir() / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.app}-{env}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = path.read_text().strip() or "another process"
-                raise DeployBusy(f"{self.app}/{env} is busy: {holder}",
-                                 hint="wait for it to finish, then run the command again") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{verb} by pid {os.getpid()} since {time.strftime('%H:%M:%S')}".encode())
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)
+    def _hosts(self, env: str) -> list[str]:
+        s = self.settings
+        return [s.app_host(self.app, env), s.sandbox_host(self.app, env)]
+
+    def _target(self, env: str, release: str | None) -> AppTarget:
+        m = self.manifest
+        mounts = {self.ca_path(): {"bind": variables.CA_FILE, "mode": "ro"}}
+        keys = self._sandbox_keys(env, create=False) if m.env(env).sandbox else None
+        if keys:
+            mounts[str(keys.app_private)] = {"bind": f"{variables.ALIPAY_KEYS_DIR}/app_private.pem", "mode": "ro"}
+            mounts[str(keys.platform_public)] = {"bind": f"{variables.ALIPAY_KEYS_DIR}/platform_public.pem",
+                                                 "mode": "ro"}
+        return AppTarget(self._client(), self._edge(), m, env, self.settings.network(self.app, env),
+                         self.settings.app_host(self.app, env),
+                         variables.as_environment(self._variables(env, release)), mounts)
 
     # ----------------------------------------------------------------- environments
     def build_env(self, env: str, progress: Progress | None = None) -> DeployResult:
-        """Network, database, sandbox, gateway route, and a first deploy of the app."""
+        """Network, database, sandbox, gateway route, and a first deploy of the app.
+
+        A first build that fails leaves nothing behind; a rebuild that fails leaves the env as it was.
+        """
         self._check_env(env)
         progress = progress or NullProgress()
-        client, s = self._client(), self.settings
-        with self._lock(env, "env build"):
-            progress.report("preparing images", 5)
-            needed = ["mariadb", "gateway"] + (["sandbox"] if self._sandbox_enabled(env) else [])
-            built = images.ensure_all(client, needed, progress)
-            progress.check_cancelled()
-            images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
-            edge = self._edge()
-            edge.ensure(progress)  # first: a taken gateway port fails before anything else is made
-            progress.report("creating the network", 40)
+        client = self._client()
+        with self.lock(env).hold("env build"):
+            existed = bool(client.networks.list(names=[self.settings.network(self.app, env)]))
+            had_volume = bool(client.volumes.list(filters={"name": self.settings.volume(self.app, env, "db")}))
             try:
-                network = self._network(env)
-            except NotBuilt:
-                network = client.networks.create(s.network(self.app, env), driver="bridge", labels={
-                    **s.labels(app=self.app, env=env, role="network"), LABEL_WORKSPACE: str(self.workspace)})
-            creds = credentials(self.workspace, env, self.app)
-            db_image = self.manifest.images.get("db") and images._official(client, self.manifest.images["db"], progress)
-            progress.report("starting the database", 45)
-            self._db(env).ensure(db_image or built["mariadb"], network.name, creds, progress)
-            progress.check_cancelled()
-            edge.attach(network, [s.app_host(self.app, env), s.sandbox_host(env)])
-            if self._sandbox_enabled(env):
-                progress.report("starting the sandbox open platform", 55)
-                self._ensure_sandbox(env, built["sandbox"], network.name, edge)
-            names = [s.app_host(self.app, env), s.sandbox_host(env)]
-            hint = hosts.ensure_names(names)
-            if hint:
-                progress.report(hint)
-        return self.deploy(env, progress, _first=True)
+                self._build_parts(env, progress)
+                return self._deploy_locked(env, progress, time.monotonic())
+            except BaseException:
+                if not existed:
+                    progress.report(f"the first build of {self.app}/{env} failed: removing what it made")
+                    with contextlib.suppress(Exception):
+                        self._teardown(env, remove_data=not had_volume, progress=NullProgress())
+                raise
 
-    def _sandbox_enabled(self, env: str) -> bool:
-        return self.manifest.env(env).sandbox and _sandbox_available()
-
-    def _ensure_sandbox(self, env: str, image: str, network: str, edge: Edge) -> None:
+    def _build_parts(self, env: str, progress: Progress) -> None:
         client, s = self._client(), self.settings
-        keys = self._sandbox_keys(env, create=True)
-        name = s.container(self.app, env, "sandbox")
-        abilities = self.workspace / "abilities"
-        abilities.mkdir(exist_ok=True)
-        with contextlib.suppress(NotFound):
-            old = client.containers.get(name)
-            if old.image.tags[:1] == [image] and old.status == "running":
-                edge.set_route(s.sandbox_host(env), name, 8080)
-                return
-            old.remove(force=True)
-        volume = s.volume(self.app, env, "sandbox")
-        labels = s.labels(app=self.app, env=env, role="sandbox")
+        progress.report("preparing images", 5)
+        needed = ["mariadb", "gateway", "sandbox"]
+        built = images.ensure_all(client, needed, progress)
+        progress.check_cancelled()
+        images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
+        edge = self._edge()
+        edge.ensure(progress)  # first: a taken gateway port fails before anything else is made
+        keeper.ensure(client, s, progress)
+        progress.report("creating the network", 40)
         try:
-            client.volumes.get(volume)
-        except NotFound:
-            client.volumes.create(volume, labels=labels)
-        # the platform's private key is mounted, never copied into the image
-        container = client.containers.run(
-            image, name=name, detach=True, labels=labels, network=network,
-            command=["python3", "-m", "deploy_bridge.sandbox.server", "--port", "8080",
-                     "--app-id", keys.app_id, "--key-id", keys.key_id,
-                     "--platform-private-key", "/keys/platform_private.pem",
-                     "--app-public-key", "/keys/app_public.pem",
-                     "--abilities", "/abilities", "--state", "/data/state.json"],
-            volumes={str(keys.platform_private): {"bind": "/keys/platform_private.pem", "mode": "ro"},
-                     str(keys.app_public): {"bind": "/keys/app_public.pem", "mode": "ro"},
-                     str(keys.platform_public): {"bind": "/keys/platform_public.pem", "mode": "ro"},
-                     str(abilities.resolve()): {"bind": "/abilities", "mode": "ro"},
-                     volume: {"bind": "/data", "mode": "rw"}},
-            restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG,
-        )
-        deadline = time.monotonic() + 20
-        while edge.probe(name, 8080, "/_sandbox/health") != 200:
-            container.reload()
-            if container.status == "exited" or time.monotonic() > deadline:
-                raise MinicloudError("the sandbox open platform did not start", details=tail_logs(container))
-            time.sleep(0.2)
-        edge.set_route(s.sandbox_host(env), name, 8080)
+            network = self._network(env)
+        except NotBuilt:
+            network = client.networks.create(s.network(self.app, env), driver="bridge", labels={
+                **s.labels(app=self.app, env=env, role="network"), LABEL_WORKSPACE: str(self.workspace)})
+        creds = credentials(self.workspace, env, self.app)
+        db_image = self.manifest.images.get("db") and images.official_image(client, self.manifest.images["db"],
+                                                                             progress)
+        progress.report("starting the database", 45)
+        self._db(env).ensure(db_image or built["mariadb"], network.name, creds, progress)
+        progress.check_cancelled()
+        for host in self._hosts(env):
+            edge.add_host(host)
+        edge.attach(network, self._hosts(env))
+        if self.manifest.env(env).sandbox:
+            progress.report("starting the sandbox open platform", 55)
+            sandbox_platform.ensure(client, s, edge, self.app, env, built["sandbox"], network.name,
+                                    self._sandbox_keys(env, create=True), self.workspace / "abilities")
+        hint = hosts.ensure_names(self._hosts(env))
+        if hint:
+            progress.report(hint)
 
     def destroy_env(self, env: str, with_data: bool = False, progress: Progress | None = None) -> None:
         self._check_env(env)
         progress = progress or NullProgress()
-        client, s = self._client(), self.settings
         with contextlib.suppress(NotBuilt):
             self._network(env)  # refuses to destroy an env that another workspace owns
-        with self._lock(env, "env destroy"):
-            progress.report("removing containers")
-            for container in self._containers(env):
-                container.remove(force=True)
-            edge = self._edge()
-            # openapi.ENV.localhost is shared by the apps of ENV: remove it only if it is ours
-            sandbox_route = edge.upstream_of(s.sandbox_host(env))
-            hosts_to_remove = [s.app_host(self.app, env)]
-            if sandbox_route in (None, s.container(self.app, env, "sandbox")):
-                hosts_to_remove.append(s.sandbox_host(env))
-            for host in hosts_to_remove:
-                if edge.route_file(host).is_file():
-                    edge.remove_route(host) if edge.container() else edge.route_file(host).unlink(missing_ok=True)
-            others = client.containers.list(filters={"label": s.label_filter(env=env, role="sandbox")})
-            if s.sandbox_host(env) in hosts_to_remove and others and edge.container() is not None:
-                edge.set_route(s.sandbox_host(env), others[0].name, 8080)  # another app of ENV keeps its sandbox
-            with contextlib.suppress(NotFound):
-                network = client.networks.get(s.network(self.app, env))
-                edge.detach(network)
-                network.remove()
-            progress.report("removing release images")
-            for rel in list_releases(client, s, self.app, env, None):
-                with contextlib.suppress(NotFound, APIError):
-                    client.images.remove(rel.image, force=True)
-            hosts.remove_names(self._unused_host_names(env))
-            if with_data:
-                progress.report("removing the data volumes and credentials (--with-data)")
-                for role in ("db", "sandbox"):
-                    with contextlib.suppress(NotFound):
-                        client.volumes.get(s.volume(self.app, env, role)).remove(force=True)
-                credentials_path(self.workspace, env).unlink(missing_ok=True)
-            else:
-                progress.report(f"kept the database volume {s.volume(self.app, env, 'db')} (use --with-data to remove)")
+        with self.lock(env).hold("env destroy"):
+            self._teardown(env, remove_data=with_data, progress=progress)
+        if not with_data:
+            progress.report(f"kept the database volume {self.settings.volume(self.app, env, 'db')} "
+                            "(use --with-data to remove)")
+
+    def _teardown(self, env: str, remove_data: bool, progress: Progress) -> None:
+        client, s = self._client(), self.settings
+        edge = self._edge()
+        progress.report("removing routes")  # first: the keeper brings back nothing that is routed no more
+        for host in self._hosts(env):
+            edge.remove_host(host)
+        progress.report("removing containers")
+        for container in self.containers(env):
+            container.remove(force=True)
+        with contextlib.suppress(NotFound):
+            network = client.networks.get(s.network(self.app, env))
+            edge.detach(network)
+            network.remove()
+        progress.report("removing release images")
+        for rel in list_releases(client, s, self.app, env, None):
+            with contextlib.suppress(NotFound, APIError):
+                client.images.remove(rel.image, force=True)
+        hosts.remove_names(self._unused_host_names(env))
+        if remove_data:
+            progress.report("removing the data volumes and credentials")
+            for role in ("db", "sandbox"):
+                with contextlib.suppress(NotFound):
+                    client.volumes.get(s.volume(self.app, env, role)).remove(force=True)
+            credentials_path(self.workspace, env).unlink(missing_ok=True)
+        if not client.networks.list(filters={"label": s.label_filter(role="network")}):
+            progress.report("no environment is left: removing the gateway and the keeper")
+            edge.remove()
+            keeper.remove(client, s)
 
     def _unused_host_names(self, env: str) -> list[str]:
         """The env's host names that no remaining network of any instance still needs."""
-        def in_use(**labels: str) -> bool:
-            wanted = [f"{k}={v}" for k, v in labels.items()]
-            return bool(self._client().networks.list(filters={"label": wanted}))
-
-        s = self.settings
-        unused = []
-        if not in_use(**{LABEL_APP: self.app, LABEL_ENV: env}):
-            unused.append(s.app_host(self.app, env))
-        if not in_use(**{LABEL_ENV: env}):
-            unused.append(s.sandbox_host(env))  # openapi.ENV.localhost is shared by the apps of ENV
-        return unused
+        wanted = [f"{LABEL_APP}={self.app}", f"{LABEL_ENV}={env}"]
+        return [] if self._client().networks.list(filters={"label": wanted}) else self._hosts(env)
 
     # ----------------------------------------------------------------- releases
-    def deploy(self, env: str, progress: Progress | None = None, _first: bool = False) -> DeployResult:
+    def deploy(self, env: str, progress: Progress | None = None) -> DeployResult:
         self._check_env(env)
         progress = progress or NullProgress()
         started = time.monotonic()
         self._network(env)  # fails clearly when the env is not built
-        with self._lock(env, "deploy"):
-            release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress)
-            return self._switch_to(env, release, tag, progress, started, fresh=True)
+        with self.lock(env).hold("deploy"):
+            return self._deploy_locked(env, progress, started)
+
+    def _deploy_locked(self, env: str, progress: Progress, started: float) -> DeployResult:
+        release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress)
+        return self._roll(env, release, tag, progress, started, fresh=True)
+
+    def _roll(self, env: str, release: str, image: str, progress: Progress, started: float,
+              fresh: bool = False) -> DeployResult:
+        self._edge().ensure(progress)
+        rollout = Rollout(self._target(env, release), release, image, progress, fresh_image=fresh)
+        rollout.run()
+        seconds = time.monotonic() - started
+        progress.report(f"{release} is live at {self.url(env)}", 100)
+        return DeployResult(env, self.app, release, rollout.previous, self.url(env), round(seconds, 3))
 
     def releases(self, env: str) -> list[Release]:
         self._check_env(env)
@@ -243,198 +215,146 @@ class Cloud(Workspace):
         progress = progress or NullProgress()
         started = time.monotonic()
         self._network(env)
-        with self._lock(env, "rollback"):
+        with self.lock(env).hold("rollback"):
             current = self._current_release(env)
-            known = list_releases(self._client(), self.settings, self.app, env, current)
-            if to is None:
-                older = [r for r in known if current is None or r.id < current]
-                if not older:
-                    raise MinicloudError(f"no release of {self.app}/{env} older than {current} to roll back to",
-                                         hint=f"minicloud releases {env}")
-                target = older[0]
-            else:
-                matches = [r for r in known if r.id == to or r.id.startswith(to)]
-                if len(matches) != 1:
-                    ids = ", ".join(r.id for r in known) or "none"
-                    what = "no" if not matches else "more than one"
-                    raise MinicloudError(f"{what} release of {self.app}/{env} matches {to!r} (known: {ids})")
-                target = matches[0]
-            if target.id == current:
-                raise MinicloudError(f"{target.id} is already the running release of {self.app}/{env}")
+            target = self._rollback_target(env, current, to)
             progress.report(f"rolling back to {target.id} (no rebuild)")
-            return self._switch_to(env, target.id, target.image, progress, started)
+            return self._roll(env, target.id, target.image, progress, started)
+
+    def _rollback_target(self, env: str, current: str | None, to: str | None) -> Release:
+        known = list_releases(self._client(), self.settings, self.app, env, current)
+        if to is None:
+            older = [r for r in known if current is None or r.id < current]
+            if not older:
+                raise MinicloudError(f"no release of {self.app}/{env} older than {current} to roll back to",
+                                     hint=f"minicloud releases {env}")
+            return older[0]
+        matches = [r for r in known if r.id == to or r.id.startswith(to)]
+        if len(matches) != 1:
+            ids = ", ".join(r.id for r in known) or "none"
+            what = "no" if not matches else "more than one"
+            raise MinicloudError(f"{what} release of {self.app}/{env} matches {to!r} (known: {ids})")
+        if matches[0].id == current:
+            raise MinicloudError(f"{matches[0].id} is already the running release of {self.app}/{env}")
+        return matches[0]
 
     def _current_release(self, env: str) -> str | None:
-        upstream = self._edge().upstream_of(self.settings.app_host(self.app, env))
-        running = self._containers(env, role="app", all=False)
-        for c in running:
-            if c.name == upstream:
+        """The release of the container the route names (serving now, or before a stop)."""
+        serving = self._edge().upstream_of(self.settings.app_host(self.app, env))
+        for c in self.containers(env, role="app"):
+            if c.name == serving:
                 return c.labels.get(LABEL_RELEASE)
-        return running[0].labels.get(LABEL_RELEASE) if len(running) == 1 else None
-
-    def _switch_to(self, env: str, release: str, tag: str, progress: Progress, started: float,
-                   fresh: bool = False) -> DeployResult:
-        """Run `tag` beside the current release, wait for health, switch the route, drain, stop the old."""
-        client, s, m = self._client(), self.settings, self.manifest
-        network = self._network(env)
-        edge = self._edge()
-        edge.ensure(progress)
-        edge.attach(network, [s.app_host(self.app, env), s.sandbox_host(env)])
-        host = s.app_host(self.app, env)
-        previous = self._current_release(env)
-        name = s.container(self.app, env, "app", release)
-        with contextlib.suppress(NotFound):
-            client.containers.get(name).remove(force=True)  # a stale one from an interrupted run
-        mounts = {self.ca_path(): {"bind": variables.CA_FILE, "mode": "ro"}}
-        keys = self._sandbox_keys(env, create=False) if m.env(env).sandbox else None
-        if keys:
-            mounts[str(keys.app_private)] = {"bind": f"{variables.ALIPAY_KEYS_DIR}/app_private.pem", "mode": "ro"}
-            mounts[str(keys.platform_public)] = {"bind": f"{variables.ALIPAY_KEYS_DIR}/platform_public.pem",
-                                                 "mode": "ro"}
-        environment = variables.as_environment(self._variables(env, release))
-        progress.report(f"starting release {release}", 70)
-        container = client.containers.run(
-            tag, name=name, detach=True, init=True, network=network.name, environment=environment, volumes=mounts,
-            labels=s.labels(app=self.app, env=env, role="app", release=release), log_config=LOG_CONFIG)
-        switched = False
-        try:
-            progress.report(f"waiting for {m.health} to answer 2xx", 80)
-            wait_healthy(container, lambda: edge.probe(name, m.port, m.health), m, progress)
-            progress.check_cancelled()
-            progress.report("switching the gateway", 90)
-            edge.set_route(host, name, m.port)
-            switched = True
-        except BaseException as err:
-            # the old release keeps serving; the new one leaves nothing behind
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
-            if fresh:  # a release that never served is not one to roll back to
-                with contextlib.suppress(Exception):
-                    client.images.remove(tag, force=True)
-            if isinstance(err, KeyboardInterrupt):
-                raise Cancelled(f"deploy of {release} interrupted; {previous or 'nothing'} still serves") from None
-            raise
-        finally:
-            if not switched:
-                progress.report(f"release {release} removed; {previous or 'no release'} still serves")
-        container.update(restart_policy={"Name": "unless-stopped"})
-        seconds = time.monotonic() - started
-        old = [c for c in self._containers(env, role="app") if c.name != name]
-        if old:
-            progress.report(f"draining the old release for {m.drain_seconds}s", 95)
-            time.sleep(m.drain_seconds)
-            for c in old:
-                with contextlib.suppress(NotFound, APIError):
-                    c.stop(timeout=10)
-                    c.remove()
-        prune_releases(client, s, self.app, env, m.keep_releases, protect={release, previous or ""})
-        progress.report(f"{release} is live at {self.url(env)}", 100)
-        return DeployResult(env, self.app, release, previous, self.url(env), round(seconds, 3))
+        return None
 
     # ----------------------------------------------------------------- start / stop / restart
     def stop(self, env: str, progress: Progress | None = None) -> EnvStatus:
         self._check_env(env)
         progress = progress or NullProgress()
         self._network(env)
-        with self._lock(env, "stop"):
+        with self.lock(env).hold("stop"):
             edge = self._edge()
-            edge.set_route(self.settings.app_host(self.app, env), None,
-                           stopped_message=f"{self.app}/{env} is stopped (minicloud start {env})")
+            # the route first: the keeper brings back only what is routed
+            edge.stop_route(self.settings.app_host(self.app, env), f"{self.app}/{env} is stopped (minicloud start {env})")
+            edge.stop_route(self.settings.sandbox_host(self.app, env), f"the sandbox of {self.app}/{env} is stopped")
             for role in ("app", "sandbox", "db"):
-                for c in self._containers(env, role=role, all=False):
+                for c in self.containers(env, role=role, running_only=True):
                     progress.report(f"stopping {c.name}")
                     c.stop(timeout=15)
         return self.status(env, stats=False)
 
     def start(self, env: str, progress: Progress | None = None) -> EnvStatus:
-        return self._bring_up(env, progress, restart=False)
+        """Start what is stopped; the app's serving container again (or the newest release)."""
+        return self._bring_up(env, progress or NullProgress(), verb="start")
 
     def restart(self, env: str, progress: Progress | None = None) -> EnvStatus:
-        return self._bring_up(env, progress, restart=True)
+        """A fresh container of the running release, switched to with no failed request; the database
+        and the sandbox are started if they are down (their connections and data stay)."""
+        return self._bring_up(env, progress or NullProgress(), verb="restart")
 
-    def _bring_up(self, env: str, progress: Progress | None, restart: bool) -> EnvStatus:
+    def _bring_up(self, env: str, progress: Progress, verb: str) -> EnvStatus:
         self._check_env(env)
         self._network(env)
-        with self._lock(env, "restart" if restart else "start"):
-            self._start_all(env, progress or NullProgress(), restart=restart)
+        with self.lock(env).hold(verb):
+            edge = self._edge()
+            edge.ensure(progress)
+            keeper.ensure(self._client(), self.settings, progress)
+            self._start_services(env, edge, progress)
+            target = self._target(env, None)
+            clean_leftovers(target, progress)
+            route = edge.route(target.host)
+            serving = next((c for c in self.containers(env, role="app") if route and c.name == route.upstream), None)
+            if verb == "start" and serving is not None:
+                self._start_serving(env, serving, edge, progress)
+            else:
+                release = serving.labels.get(LABEL_RELEASE) if serving is not None else None
+                chosen = next((r for r in self.releases(env) if r.id == release or release is None), None)
+                if chosen is None:
+                    raise NotBuilt(f"{self.app}/{env} has no release to start", hint=f"minicloud deploy {env}")
+                self._roll(env, chosen.id, chosen.image, progress, time.monotonic())
         return self.status(env, stats=False)
 
-    def _start_all(self, env: str, progress: Progress, restart: bool) -> None:
-        s, m = self.settings, self.manifest
-        edge = self._edge()
-        edge.ensure(progress)
+    def _start_services(self, env: str, edge: Edge, progress: Progress) -> None:
         creds = credentials(self.workspace, env, self.app, create=False)
-        for role in ("db", "sandbox", "app"):
-            containers = self._containers(env, role=role)
-            if role == "app":
-                # the release the route names, else the newest container
-                upstream = edge.upstream_of(s.app_host(self.app, env))
-                containers = [c for c in containers if c.name == upstream] or sorted(
-                    containers, key=lambda c: c.labels.get(LABEL_RELEASE, ""))[-1:]
-                if not containers:
-                    raise NotBuilt(f"{self.app}/{env} has no release to start", hint=f"minicloud deploy {env}")
-            for c in containers:
-                progress.report(f"{'restarting' if restart else 'starting'} {c.name}")
-                c.restart(timeout=15) if restart else c.start()
-                if role == "db" and creds:
-                    self._db(env).wait_ready(creds)
-                if role == "sandbox":
-                    edge.set_route(s.sandbox_host(env), c.name, 8080)
-                if role == "app":
-                    c.reload()
-                    wait_healthy(c, lambda c=c: edge.probe(c.name, m.port, m.health), m, progress)
-                    edge.set_route(s.app_host(self.app, env), c.name, m.port)
-                    edge.wait_route(s.app_host(self.app, env), m.health)
+        for c in self.containers(env, role="db"):
+            if c.status != "running":
+                progress.report(f"starting {c.name}")
+                c.start()
+            if creds:
+                self._db(env).wait_ready(creds)
+        for c in self.containers(env, role="sandbox"):
+            if c.status != "running":
+                progress.report(f"starting {c.name}")
+                c.start()
+                sandbox_platform.wait_ready(edge, c)
+            edge.set_route(self.settings.sandbox_host(self.app, env), c.name, sandbox_platform.PORT)
+
+    def _start_serving(self, env: str, container, edge: Edge, progress: Progress) -> None:
+        m = self.manifest
+        progress.report(f"starting {container.name}")
+        container.start()
+        container.reload()
+        wait_healthy(container, lambda: edge.probe(container.name, m.port, m.health), m, progress)
+        edge.set_route(self.settings.app_host(self.app, env), container.name, m.port)
 
     # ----------------------------------------------------------------- observing
     def status(self, env: str, stats: bool = True) -> EnvStatus:
         self._check_env(env)
-        s = self.settings
         url = self.url(env)
         try:
             self._network(env)
         except NotBuilt:
             return EnvStatus(env, self.app, "not-built", None, url)
-        containers = self._containers(env)
         edge = self._edge()
-        edge_container = edge.container()
-        current = self._current_release(env)
+        route = edge.route(self.settings.app_host(self.app, env))
+        containers = self.containers(env)
         out = []
         for c in containers:
-            role = c.labels.get(LABEL_ROLE, "?")
+            role = role_of(c)
             health = None
             if c.status == "running" and role == "app":
                 code = edge.probe(c.name, self.manifest.port, self.manifest.health)
                 health = "healthy" if code and 200 <= code < 300 else "unhealthy"
-            out.append(_container_status(c, role, health))
+            out.append(container_status(c, role, health))
+        edge_container = edge.container()
         if edge_container is not None:
-            out.append(_container_status(edge_container, "gateway", None))
+            out.append(container_status(edge_container, "gateway", None))
         if stats:
-            _fill_stats([c for c in containers if c.status == "running"] +
-                        ([edge_container] if edge_container is not None and edge_container.status == "running" else []),
-                        out)
-        order = {r: i for i, r in enumerate(ROLES)}
-        out.sort(key=lambda c: (order.get(c.role, 9), c.name))
-        app_running = [c for c in out if c.role == "app" and c.state == "running"]
-        others_down = [c for c in out if c.role in ("db", "sandbox") and c.state != "running"]
-        if not any(c.state == "running" for c in out if c.role != "gateway"):
-            state = "stopped"
-        elif app_running and not others_down and all(c.health == "healthy" for c in app_running):
-            state = "running"
-        else:
-            state = "degraded"
+            fill_stats([c for c in containers if c.status == "running"] +
+                       ([edge_container] if edge_container is not None and edge_container.status == "running"
+                        else []), out)
+        sort_containers(out)
+        serving = route.serving if route else None
+        # what a client gets: the health path through the gateway itself
+        code = edge.probe_route(self.settings.app_host(self.app, env), self.manifest.health) if serving else None
+        answers = code is not None and 200 <= code < 300
+        state = derive_state(out, serving, bool(route and route.stopped), answers)
+        current = self._current_release(env)
         return EnvStatus(env, self.app, state, current, url, out,
-                         list_releases(self._client(), s, self.app, env, current))
-
-    def logs(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
-             grep: str | None = None, roles: list[str] | None = None,
-             stop: threading.Event | None = None) -> Iterator[LogLine]:
-        for batch in self.log_batches(env, follow=follow, since=since, tail=tail, grep=grep, roles=roles, stop=stop):
-            yield from batch
+                         list_releases(self._client(), self.settings, self.app, env, current))
 
     def log_batches(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
                     grep: str | None = None, roles: list[str] | None = None,
-                    stop: threading.Event | None = None) -> Iterator[list[LogLine]]:
+                    stop: threading.Event | None = None) -> Iterator[list]:
         """The env's logs as they arrive, in batches (see `logs.read_batches`)."""
         self._check_env(env)
         roles = roles or list(ROLES)
@@ -442,14 +362,13 @@ class Cloud(Workspace):
         if unknown:
             raise MinicloudError(f"--role {', '.join(sorted(unknown))}: expected one of {', '.join(ROLES)}")
         self._network(env)
-        hostnames = (self.settings.app_host(self.app, env), self.settings.sandbox_host(env))
+        hostnames = tuple(self._hosts(env))
 
         def sources() -> list:
-            found = [logs.make_source(c) for c in self._containers(env)
-                     if c.labels.get(LABEL_ROLE) in roles]
+            found = [logs.make_source(c) for c in self.containers(env) if role_of(c) in roles]
             if "gateway" in roles and (edge := self._edge().container()) is not None:
                 # the gateway is shared: keep the lines about this env's hosts
-                found.append(logs._Source(edge, "gateway", lambda text: any(h in text for h in hostnames)))
+                found.append(logs.make_source(edge, lambda text: any(h in text for h in hostnames)))
             return found
 
         return logs.read_batches(sources, follow=follow, since=since, tail=tail, grep=grep, stop=stop)
@@ -475,9 +394,10 @@ class Cloud(Workspace):
             raise NotBuilt(f"environment {env} of {self.app} has no database yet", hint=f"minicloud env build {env}")
         return creds
 
-    def db_query(self, env: str, sql: str) -> QueryResult:
+    def db_query(self, env: str, sql: str) -> list[QueryResult]:
+        """Run SQL; one result per statement that returns rows."""
         self._check_env(env)
-        return self._db(env).query(self.db_credentials(env), sql)
+        return self._db(env).query_all(self.db_credentials(env), sql)
 
     def db_schema(self, env: str) -> list[TableInfo]:
         """Tables, columns and row counts of the env's database (one query, for the server's index)."""
@@ -490,45 +410,6 @@ class Cloud(Workspace):
         name = self.settings.container(self.app, env, "db")
         return (["docker", "exec", "-it", "-e", "MYSQL_PWD", name, "mariadb", "-u", creds.user, creds.database],
                 {**os.environ, "MYSQL_PWD": creds.password})
-
-
-def _sandbox_available() -> bool:
-    return (Path(__file__).parent / "sandbox" / "server.py").is_file()
-
-
-def _container_status(c, role: str, health: str | None):
-    from .model import ContainerStatus
-
-    return ContainerStatus(role=role, name=c.name, state=c.status, health=health,
-                           release=c.labels.get(LABEL_RELEASE))
-
-
-def _fill_stats(containers: list, out: list) -> None:
-    """CPU and memory, all containers at once (the engine takes ~1 s per sample)."""
-    by_name = {c.name: c for c in out}
-
-    def sample(container):
-        try:
-            return container.name, container.stats(stream=False)
-        except (NotFound, APIError):
-            return container.name, None
-
-    if not containers:
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
-        for name, st in pool.map(sample, containers):
-            if not st or name not in by_name:
-                continue
-            cpu, pre = st.get("cpu_stats", {}), st.get("precpu_stats", {})
-            delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
-            system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-            cpus = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
-            by_name[name].cpu_percent = round(delta / system * cpus * 100, 2) if system > 0 else 0.0
-            mem = st.get("memory_stats", {})
-            usage = mem.get("usage")
-            if usage is not None:
-                cache = mem.get("stats", {}).get("cache", 0) or mem.get("stats", {}).get("inactive_file", 0)
-                by_name[name].mem_bytes = int(usage - cache)
 
 
 __all__ = ["Cloud", "NullProgress", "workspace_state_dir"]

@@ -75,8 +75,9 @@ class Settings:
     def app_host(self, app: str, env: str) -> str:
         return f"{app}.{env}.localhost"
 
-    def sandbox_host(self, env: str) -> str:
-        return f"openapi.{env}.localhost"
+    def sandbox_host(self, app: str, env: str) -> str:
+        """Each app's env has its own sandbox open platform (its own app id and keys)."""
+        return f"openapi.{app}.{env}.localhost"
 
     def url(self, host: str) -> str:
         return f"https://{host}:{self.gateway_port}"
@@ -102,10 +103,19 @@ def settings() -> Settings:
     return Settings(home=home, instance=instance, gateway_port=port)
 
 
+STATE_GITIGNORE = "# minicloud's state (keys, database credentials): never commit it\n*\n"
+
+
 def workspace_state_dir(workspace: Path, env: str) -> Path:
-    """Per-workspace, per-env secrets (DB credentials, keys): `<workspace>/.minicloud/<env>/`, mode 0700."""
+    """Per-workspace, per-env secrets (DB credentials): `<workspace>/.minicloud/<env>/`, mode 0700.
+
+    `.minicloud/` ignores itself for git, so `git add .` in the user's app never commits a secret.
+    """
     folder = workspace / ".minicloud" / env
     folder.mkdir(parents=True, exist_ok=True)
     for path in (workspace / ".minicloud", folder):
         os.chmod(path, 0o700)
+    ignore = workspace / ".minicloud" / ".gitignore"
+    if not ignore.is_file():
+        ignore.write_text(STATE_GITIGNORE)
     return folder

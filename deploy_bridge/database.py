@@ -84,6 +84,20 @@ class Database:
             raise MinicloudError(f"SQL failed: {stderr.strip() or stdout.strip()}")
         return parse_batch(stdout)
 
+    def query_all(self, creds: DbCredentials, sql: str) -> list[QueryResult]:
+        """Every result set of `sql` (several statements give several), read from `mariadb --xml`."""
+        container = self.container()
+        if container is None or container.status != "running":
+            raise MinicloudError(f"the database of {self.app}/{self.env} is not running",
+                                 hint=f"minicloud start {self.env}")
+        code, out = container.exec_run(
+            ["mariadb", "--xml", "-u", creds.user, creds.database, "-e", sql],
+            environment={"MYSQL_PWD": creds.password}, demux=True)
+        stdout, stderr = (out[0] or b"").decode(errors="replace"), (out[1] or b"").decode(errors="replace")
+        if code != 0:
+            raise MinicloudError(f"SQL failed: {stderr.strip() or stdout.strip()}")
+        return parse_xml(stdout)
+
     def schema(self, creds: DbCredentials) -> list[TableInfo]:
         result = self.query(creds, (
             "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, t.TABLE_ROWS "
@@ -101,6 +115,22 @@ def _unescape(value: str) -> str | None:
     if value == "NULL":
         return None
     return value.replace("\\t", "\t").replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def parse_xml(text: str) -> list[QueryResult]:
+    """Parse `mariadb --xml` output: one <resultset> per statement that returned rows."""
+    import xml.etree.ElementTree as ET
+
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("<?xml"))
+    root = ET.fromstring(f"<results>{body}</results>")
+    nil = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+    results = []
+    for resultset in root.iter("resultset"):
+        rows = resultset.findall("row")
+        columns = [f.get("name", "") for f in rows[0].findall("field")] if rows else []
+        results.append(QueryResult(columns, [[None if f.get(nil) == "true" else (f.text or "")
+                                              for f in row.findall("field")] for row in rows]))
+    return results
 
 
 def parse_batch(text: str) -> QueryResult:

@@ -77,3 +77,9 @@ class NotBuilt(MinicloudError):
 
 class Cancelled(MinicloudError):
     exit_code = 130
+
+
+class BadInput(MinicloudError):
+    """A command-line value or a file that cannot be used as given."""
+
+    exit_code = 2

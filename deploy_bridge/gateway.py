@@ -1,17 +1,26 @@
 """The edge gateway: one nginx per instance on 127.0.0.1:PORT, HTTPS for every app and sandbox host.
 
-A route is one small nginx server block per host name, in `<home>/<instance>/gateway/routes/`. Switching
-a release rewrites the block to name the new container and reloads nginx, which is graceful: requests in
-flight finish on the old workers, new ones go to the new container. Nothing is lost in the switch.
+Two kinds of state, both files under `<home>/<instance>/gateway/`, mounted read-only into the container:
+- `hosts/HOST.conf`: one TLS server block per host name. Written when a host is added; adding or
+  removing a host is the only change that reloads nginx.
+- `routes.tsv`: which container serves each host (or the 503 text of a stopped env). nginx's Lua
+  module reads it into a shared dictionary when asked (`apply`), so deploys, rollbacks and restarts
+  switch without a reload: clients' keep-alive connections stay open and no request is lost. Every
+  proxied request is counted against its upstream until it ends; a drain waits for that count.
+
+Architecture Invariant: a switch (deploy, rollback, restart, stop, start) never reloads nginx.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import os
 import socket
-import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -20,9 +29,44 @@ from docker.errors import APIError, NotFound
 from . import ca, images
 from .config import LABEL_IMAGE, LOG_CONFIG, Settings
 from .errors import MinicloudError, PortInUse
+from .polling import poll_until
 from .progress import NullProgress, Progress
 
 CONTAINER_CONF = "/etc/minicloud"
+ADMIN = "http://127.0.0.1:8080/_minicloud"
+DEFAULT_CERT_NAME = "minicloud.localhost"  # what a client of an unknown host is shown
+
+
+@dataclass(frozen=True)
+class Route:
+    """One line of routes.tsv. A stopped route keeps the container that served it (for `start`)."""
+
+    host: str
+    upstream: str | None  # container name
+    port: int | None = None
+    message: str = ""  # the 503 text while stopped
+    stopped: bool = False
+
+    @property
+    def serving(self) -> str | None:
+        """The container that gets requests now (None while stopped)."""
+        return None if self.stopped else self.upstream
+
+    def line(self) -> str:
+        message = " ".join(self.message.split())  # one line, no tabs
+        target = ("!" + self.upstream if self.upstream else "-") if self.stopped else (self.upstream or "-")
+        return f"{self.host}\t{target}\t{self.port or ''}\t{message}\n"
+
+    @classmethod
+    def parse(cls, line: str) -> Route | None:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) < 3 or not parts[0]:
+            return None
+        target = parts[1]
+        stopped = target == "-" or target.startswith("!")
+        upstream = target.lstrip("!") if target != "-" else None
+        port = int(parts[2]) if parts[2].isdigit() else None
+        return cls(parts[0], upstream or None, port, parts[3] if len(parts) > 3 else "", stopped)
 
 
 class Edge:
@@ -30,8 +74,9 @@ class Edge:
         self.client = client
         self.settings = settings
         self.folder = settings.instance_dir() / "gateway"
-        self.routes = self.folder / "routes"
+        self.hosts_dir = self.folder / "hosts"
         self.certs = self.folder / "certs"
+        self.routes_file = self.folder / "routes.tsv"
 
     @property
     def ca(self) -> ca.LocalCA:
@@ -43,16 +88,59 @@ class Edge:
         except NotFound:
             return None
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Route edits of every app of the instance go through here (each holds only its own env's lock)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     # ------------------------------------------------------------------ lifecycle
+    def _prepare_files(self) -> None:
+        for folder in (self.hosts_dir, self.certs):
+            folder.mkdir(parents=True, exist_ok=True)
+        if not self.generation_file.is_file():
+            self._write_generation("initial")
+        self.routes_file.touch(exist_ok=True)
+        self._migrate_route_files()
+        cert, key = ca.issue(self.ca, DEFAULT_CERT_NAME, self.certs)
+        self._write_if_changed(self.folder / "default.conf", (
+            "server {\n"
+            f"    listen {self.settings.gateway_port} ssl default_server;\n"
+            f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
+            f"    ssl_certificate_key {CONTAINER_CONF}/certs/{key.name};\n"
+            "    default_type text/plain;\n"
+            '    location / { return 404 "minicloud: no app at $host (minicloud status ENV shows the URLs)\\n"; }\n'
+            "}\n"))
+
+    def _migrate_route_files(self) -> None:
+        """Gateways before routes.tsv kept the upstream in `routes/HOST.conf`; carry those routes over."""
+        old = self.folder / "routes"
+        if not old.is_dir():
+            return
+        routes = {r.host: r for r in self.routes()}
+        for conf in sorted(old.glob("*.conf")):
+            host = conf.name[: -len(".conf")]
+            words = conf.read_text().split()
+            if host not in routes and "$upstream" in words:
+                target = words[words.index("$upstream") + 3].rstrip(";")  # proxy_pass http://$upstream:PORT;
+                port = target.rsplit(":", 1)[-1]
+                upstream = words[words.index("$upstream") + 1].rstrip(";")
+                routes[host] = Route(host, upstream, int(port) if port.isdigit() else None)
+            self._write_if_changed(self.host_file(host), self._server_block(host))
+            conf.unlink()
+        self._write_routes(routes)
+        old.rmdir()
+
     def ensure(self, progress: Progress | None = None) -> docker.models.containers.Container:
         progress = progress or NullProgress()
         image = images.ensure_recipe(self.client, "gateway", progress)
         port = self.settings.gateway_port
-        self.routes.mkdir(parents=True, exist_ok=True)
-        self.certs.mkdir(parents=True, exist_ok=True)
-        if not self.generation_file.is_file():
-            self._write_generation("initial")
-        self.ca  # noqa: B018 - create the CA before the first certificate is needed
+        self._prepare_files()
         current = self.container()
         if current is not None:
             wanted = current.labels.get("minicloud.port") == str(port) and current.image.tags[:1] == [image]
@@ -60,6 +148,7 @@ class Edge:
                 return current
             if wanted:
                 current.start()
+                self._wait_up(current)
                 return current
             progress.report("replacing the gateway (its image or port changed)")
             current.remove(force=True)
@@ -81,6 +170,12 @@ class Edge:
         self._wait_up(container)
         return container
 
+    def remove(self) -> None:
+        """Remove the gateway container (its files stay: a later `env build` starts it again)."""
+        edge = self.container()
+        if edge is not None:
+            edge.remove(force=True)
+
     def _check_port_free(self, port: int) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -93,17 +188,17 @@ class Edge:
                 raise
 
     def _wait_up(self, container: docker.models.containers.Container, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code, _ = container.exec_run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:8080/_minicloud/health"])
-            if code == 0:
-                return
+        def up() -> bool:
+            code, _ = container.exec_run(["curl", "-s", "-o", "/dev/null", "-f", f"{ADMIN}/health"])
+            return code == 0
+
+        def still_running() -> None:
             container.reload()
             if container.status != "running":
-                break
-            time.sleep(0.2)
-        logs = container.logs(tail=20).decode(errors="replace")
-        raise MinicloudError("the gateway did not start", details=logs)
+                raise MinicloudError("the gateway did not start", details=container.logs(tail=20).decode(errors="replace"))
+
+        if not poll_until(up, timeout, 0.2, on_wait=still_running):
+            raise MinicloudError("the gateway did not start", details=container.logs(tail=20).decode(errors="replace"))
 
     # ------------------------------------------------------------------ networks
     def attach(self, network: docker.models.networks.Network, aliases: list[str]) -> None:
@@ -122,55 +217,112 @@ class Edge:
         with contextlib.suppress(NotFound, APIError):
             network.disconnect(edge, force=True)
 
-    # ------------------------------------------------------------------ routes
-    def route_file(self, host: str) -> Path:
-        return self.routes / f"{host}.conf"
+    # ------------------------------------------------------------------ hosts (reload)
+    def host_file(self, host: str) -> Path:
+        return self.hosts_dir / f"{host}.conf"
 
-    def set_route(self, host: str, upstream: str | None, port: int | None = None, stopped_message: str = "") -> None:
-        """Point `host` at container `upstream:port`, or answer 503 with `stopped_message` when None."""
+    def has_host(self, host: str) -> bool:
+        return self.host_file(host).is_file()
+
+    def _server_block(self, host: str) -> str:
         cert, key = ca.issue(self.ca, host, self.certs)
-        if upstream:
-            body = (f"        set $upstream {upstream};\n"
-                    f"        proxy_pass http://$upstream:{port};\n"
-                    "        proxy_http_version 1.1;\n"
-                    "        proxy_set_header Host $host;\n"
-                    "        proxy_set_header X-Forwarded-For $remote_addr;\n"
-                    "        proxy_set_header X-Forwarded-Proto https;\n"
-                    "        proxy_set_header Upgrade $http_upgrade;\n"
-                    "        proxy_set_header Connection $connection_upgrade;\n"
-                    "        proxy_connect_timeout 3s;\n"
-                    "        proxy_read_timeout 300s;\n")
-        else:
-            text = (stopped_message or "stopped").replace('"', "'")
-            body = f'        default_type text/plain;\n        return 503 "minicloud: {text}\\n";\n'
-        conf = (f"# minicloud route for {host} (managed: rewritten on deploy, rollback, stop, start)\n"
+        return (f"# minicloud: the TLS server of {host}; which container serves it is in routes.tsv\n"
                 "server {\n"
                 f"    listen {self.settings.gateway_port} ssl;\n"
                 f"    server_name {host};\n"
                 f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
                 f"    ssl_certificate_key {CONTAINER_CONF}/certs/{key.name};\n"
-                "    location / {\n" + body + "    }\n}\n")
-        path = self.route_file(host)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(conf)
+                "    location / { include /etc/nginx/minicloud/proxy.conf; }\n"
+                "}\n")
+
+    def add_host(self, host: str) -> None:
+        """Make `host` a name the gateway serves (TLS certificate and server block); reloads only if new."""
+        with self._locked():
+            if self._write_if_changed(self.host_file(host), self._server_block(host)):
+                self.reload()
+
+    def remove_host(self, host: str) -> None:
+        with self._locked():
+            self._write_routes({r.host: r for r in self.routes() if r.host != host})
+            existed = self.host_file(host).is_file()
+            self.host_file(host).unlink(missing_ok=True)
+            if self.container() is not None:
+                self._apply()
+                if existed:
+                    self.reload()
+
+    @staticmethod
+    def _write_if_changed(path: Path, text: str) -> bool:
+        if path.is_file() and path.read_text() == text:
+            return False
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
+        tmp.write_text(text)
         tmp.replace(path)
-        self.reload()
+        return True
+
+    # ------------------------------------------------------------------ routes (no reload)
+    def routes(self) -> list[Route]:
+        if not self.routes_file.is_file():
+            return []
+        return [r for line in self.routes_file.read_text().splitlines(keepends=True) if (r := Route.parse(line))]
+
+    def route(self, host: str) -> Route | None:
+        return next((r for r in self.routes() if r.host == host), None)
 
     def upstream_of(self, host: str) -> str | None:
-        path = self.route_file(host)
-        if not path.is_file():
-            return None
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if parts[:2] == ["set", "$upstream"]:
-                return parts[2].rstrip(";")
-        return None
+        """The container that serves `host`, or served it before a stop."""
+        route = self.route(host)
+        return route.upstream if route else None
 
-    def remove_route(self, host: str) -> None:
-        self.route_file(host).unlink(missing_ok=True)
-        if self.container() is not None:
-            self.reload()
+    def set_route(self, host: str, upstream: str | None, port: int | None = None) -> None:
+        """Point `host` at container `upstream:port` (None: answer 404 as an unknown host would).
 
+        Returns once the gateway's workers route new requests there; nothing is reloaded.
+        """
+        self._put(Route(host, upstream, port if upstream else None))
+
+    def stop_route(self, host: str, message: str) -> None:
+        """Answer 503 with `message` for `host`, remembering which container served it."""
+        current = self.route(host)
+        self._put(Route(host, current.upstream if current else None, current.port if current else None,
+                        message, stopped=True))
+
+    def _put(self, route: Route) -> None:
+        host = route.host
+        self.add_host(host)
+        with self._locked():
+            routes = {r.host: r for r in self.routes()}
+            routes[host] = route
+            self._write_routes(routes)
+            self._apply(expect=route)
+
+    def _write_routes(self, routes: dict[str, Route]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_if_changed(self.routes_file, "".join(routes[h].line() for h in sorted(routes)))
+
+    def _apply(self, expect: Route | None = None) -> None:
+        """Have the gateway read routes.tsv again, and check it now routes `expect` as written."""
+        edge = self.ensure()
+        code, out = edge.exec_run(["curl", "-s", "-f", "-X", "POST", f"{ADMIN}/routes"])
+        if code != 0:
+            raise MinicloudError("the gateway did not take its new routes", details=out.decode(errors="replace"))
+        if expect is not None:
+            wanted = f"{expect.upstream}:{expect.port}" if expect.serving else "!" + " ".join(expect.message.split())
+            applied = dict(line.split(" ", 1) for line in out.decode(errors="replace").splitlines() if " " in line)
+            if applied.get(expect.host) != wanted:
+                raise MinicloudError(f"the gateway routes {expect.host} to {applied.get(expect.host)!r}, "
+                                     f"not {wanted!r}", hint="minicloud status ENV; the gateway's log may say why")
+
+    def inflight(self, upstream: str, port: int) -> int:
+        """Requests the gateway is proxying to `upstream:port` right now (0 when it cannot tell)."""
+        edge = self.container()
+        if edge is None:
+            return 0
+        code, out = edge.exec_run(["curl", "-s", "-f", f"{ADMIN}/inflight?upstream={upstream}:{port}"])
+        text = out.decode(errors="replace").strip()
+        return int(text) if code == 0 and text.lstrip("-").isdigit() else 0
+
+    # ------------------------------------------------------------------ reload (hosts only)
     @property
     def generation_file(self) -> Path:
         return self.folder / "generation.conf"
@@ -179,7 +331,7 @@ class Edge:
         self.generation_file.write_text(f'location = /_minicloud/generation {{ return 200 "{token}"; }}\n')
 
     def reload(self) -> None:
-        """Apply the routes, and return once new connections get the new configuration.
+        """Apply added or removed hosts, and return once new connections get the new configuration.
 
         `nginx -s reload` only signals the master; until its new workers run, new connections may
         still reach old ones. Each reload carries a fresh generation token that we wait to see.
@@ -193,14 +345,14 @@ class Edge:
         code, out = edge.exec_run(["nginx", "-s", "reload"])
         if code != 0:
             raise MinicloudError("the gateway did not reload", details=out.decode(errors="replace"))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            _, seen = edge.exec_run(["curl", "-s", "--max-time", "1", "http://127.0.0.1:8080/_minicloud/generation"])
-            if seen.decode(errors="replace").strip() == token:
-                return
-            time.sleep(0.05)
-        raise MinicloudError("the gateway did not apply its new configuration within 10 s",
-                             details=edge.logs(tail=20).decode(errors="replace"))
+
+        def seen() -> bool:
+            _, got = edge.exec_run(["curl", "-s", "--max-time", "1", f"{ADMIN}/generation"])
+            return got.decode(errors="replace").strip() == token
+
+        if not poll_until(seen, 10, 0.05):
+            raise MinicloudError("the gateway did not apply its new configuration within 10 s",
+                                 details=edge.logs(tail=20).decode(errors="replace"))
 
     # ------------------------------------------------------------------ probes
     def probe(self, upstream: str, port: int, path: str) -> int | None:
@@ -215,13 +367,11 @@ class Edge:
     def wait_route(self, host: str, path: str, timeout: float = 10) -> bool:
         """Wait until the route answers 2xx: nginx caches names for a second, a restarted container
         may come back on another address."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ok() -> bool:
             code = self.probe_route(host, path)
-            if code is not None and 200 <= code < 300:
-                return True
-            time.sleep(0.2)
-        return False
+            return code is not None and 200 <= code < 300
+
+        return bool(poll_until(ok, timeout, 0.2))
 
     def _curl(self, url: str, *options: str) -> int | None:
         edge = self.container()

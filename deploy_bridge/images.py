@@ -102,15 +102,21 @@ def _recipe_files(name: str) -> dict[str, bytes]:
     return {entry.name: entry.read_bytes() for entry in folder.iterdir() if entry.is_file()}
 
 
+# What the sandbox image holds of this project: real files, so its imports are the ones tested here
+# (tests/test_architecture.py checks that deploy_bridge.services imports nothing else).
+IN_IMAGE_SOURCES = ("deploy_bridge/__init__.py", "deploy_bridge/services", "codegen/__init__.py",
+                    "codegen/catalog.py", "codegen/abilities.py", "codegen/catalog")
+
+
 def _sandbox_sources() -> dict[str, bytes]:
-    """The modules the sandbox server runs: its own package and codegen's catalog and checks."""
     root = Path(__file__).resolve().parent.parent
     files: dict[str, bytes] = {}
-    for package in ("deploy_bridge/sandbox", "codegen"):
-        for path in sorted((root / package).rglob("*")):
-            if path.is_file() and path.suffix in {".py", ".json"} and "__pycache__" not in path.parts:
-                files[f"src/{path.relative_to(root)}"] = path.read_bytes()
-    files["src/deploy_bridge/__init__.py"] = b""
+    for entry in IN_IMAGE_SOURCES:
+        path = root / entry
+        paths = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for p in paths:
+            if p.is_file() and p.suffix in {".py", ".json"} and "__pycache__" not in p.parts:
+                files[f"src/{p.relative_to(root)}"] = p.read_bytes()
     return files
 
 
@@ -195,11 +201,11 @@ def runtime_image(client: docker.DockerClient, runtime: str, override: str | Non
                   progress: Progress | None = None) -> str:
     """The image an app of `runtime` builds on: the manifest's [images].runtime, or the local recipe."""
     if override:
-        return _official(client, override, progress)
+        return official_image(client, override, progress)
     return ensure_recipe(client, RUNTIME_RECIPES[runtime], progress)
 
 
-def _official(client: docker.DockerClient, ref: str, progress: Progress | None) -> str:
+def official_image(client: docker.DockerClient, ref: str, progress: Progress | None) -> str:
     """An official image named in the manifest: used when present, pulled when a registry answers."""
     if _find(client, ref):
         return ref

@@ -52,6 +52,10 @@ class DeployResult:
         return asdict(self)
 
 
+def format_log_line(time: str, role: str, release: str | None, line: str) -> str:
+    return f"{time} {role}{' ' + release if release else ''} | {line}"
+
+
 @dataclass
 class LogLine:
     time: str  # ISO 8601, UTC
@@ -62,6 +66,10 @@ class LogLine:
     def to_json(self) -> dict[str, Any]:
         # written out, not `asdict`: a log flood calls this ten thousand times a second
         return {"time": self.time, "role": self.role, "release": self.release, "line": self.line}
+
+    def to_text(self) -> str:
+        """The one text form of a log line (CLI; the server and the VS Code client print the same)."""
+        return format_log_line(self.time, self.role, self.release, self.line)
 
 
 @dataclass

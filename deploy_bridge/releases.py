@@ -6,11 +6,13 @@ the gateway route names. Release ids sort by time: `YYYYmmdd-HHMMSS-<content has
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import fnmatch
 import hashlib
 import io
+import json
 import os
+import re
 import tarfile
 import time
 from collections import deque
@@ -27,8 +29,11 @@ from .model import Release
 from .progress import Progress
 
 # never sent to the engine: our own state (keys, credentials), VCS data, local dependency folders
-ALWAYS_EXCLUDED = (".minicloud", ".git", "node_modules", ".venv", "__pycache__", "*.pyc", ".DS_Store")
-PRIVATE_KEY_MARKERS = (b"PRIVATE KEY-----",)
+# (.dockerignore syntax: `**/` matches in every folder)
+ALWAYS_EXCLUDED = (".minicloud", ".git", "node_modules", "**/node_modules", ".venv", "**/__pycache__", "**/*.pyc",
+                   "**/.DS_Store")
+PRIVATE_KEY_MARKER = b"PRIVATE KEY-----"
+_SCAN_CHUNK = 1 << 20
 
 INSTALL = {
     "nodejs": lambda ws: ("npm ci --omit=dev --no-audit --no-fund" if (ws / "package-lock.json").is_file()
@@ -38,34 +43,37 @@ INSTALL = {
 }
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    parts = rel.split("/")
-    return any(fnmatch.fnmatch(part, pat) for part in parts for pat in patterns) or any(
-        fnmatch.fnmatch(rel, pat) for pat in patterns)
+def holds_private_key(path: Path) -> bool:
+    """Whether a file holds a PEM private key anywhere in it (read in chunks, whole files)."""
+    overlap = len(PRIVATE_KEY_MARKER) - 1
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_SCAN_CHUNK):
+            if PRIVATE_KEY_MARKER in tail + chunk:
+                return True
+            tail = chunk[-overlap:]
+    return False
 
 
 def workspace_files(workspace: Path) -> tuple[list[tuple[str, Path]], list[str]]:
-    """Files to build from, and the ones left out because they hold a private key."""
+    """Files to build from (`.dockerignore` applies, as Docker reads it), and the ones left out
+    because they hold a private key."""
+    from docker.utils.build import exclude_paths
+
     patterns = list(ALWAYS_EXCLUDED)
     ignore_file = workspace / ".dockerignore"
     if ignore_file.is_file():
-        patterns += [ln.strip().rstrip("/") for ln in ignore_file.read_text().splitlines()
-                     if ln.strip() and not ln.startswith("#")]
+        patterns += [ln.strip() for ln in ignore_file.read_text().splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
     files, refused = [], []
-    for root, dirs, names in os.walk(workspace):
-        rel_root = os.path.relpath(root, workspace)
-        dirs[:] = sorted(d for d in dirs if not _ignored(os.path.normpath(os.path.join(rel_root, d)), patterns))
-        for name in sorted(names):
-            rel = os.path.normpath(os.path.join(rel_root, name))
-            path = Path(root) / name
-            if _ignored(rel, patterns) or not path.is_file():
-                continue
-            with open(path, "rb") as f:
-                head = f.read(1 << 20)
-            if any(marker in head for marker in PRIVATE_KEY_MARKERS):
-                refused.append(rel)
-                continue
-            files.append((rel, path))
+    for rel in sorted(exclude_paths(str(workspace), patterns)):
+        path = workspace / rel
+        if not path.is_file() or path.is_symlink() and not path.resolve().is_relative_to(workspace.resolve()):
+            continue
+        if holds_private_key(path):
+            refused.append(rel)
+            continue
+        files.append((rel, path))
     return files, refused
 
 
@@ -112,8 +120,6 @@ def dockerfile(manifest: Manifest, base: str, install: str | None, custom_instal
 
 
 def _json_str(text: str) -> str:
-    import json
-
     return json.dumps(text)
 
 
@@ -204,6 +210,33 @@ def tail_logs(container: docker.models.containers.Container, lines: int = 30) ->
     return "last lines of the app's log:\n" + (text.rstrip() or "(empty)")
 
 
+# start commands that put the server in the background, and what keeps it in the foreground
+_DAEMONISING = (
+    (re.compile(r"egg-scripts\s+start\b.*--daemon"), "drop --daemon: `egg-scripts start --title=egg-server-APP`"),
+    (re.compile(r"\bpm2\s+start\b"), "use `pm2-runtime start ...` (pm2's foreground mode)"),
+    (re.compile(r"\bforever\s+start\b"), "run `node SCRIPT` directly"),
+    (re.compile(r"\bgunicorn\b.*(\s-D\b|--daemon)"), "drop -D/--daemon from gunicorn"),
+    (re.compile(r"\bnohup\b|&\s*$"), "do not put the server in the background with nohup or &"),
+)
+
+
+def foreground_hint(manifest: Manifest) -> str:
+    """Exit code 0 before getting healthy: the start command most likely daemonised."""
+    command = manifest.start
+    scripts = {}
+    package = manifest.workspace / "package.json"
+    if package.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            scripts = json.loads(package.read_text()).get("scripts") or {}
+    m = re.match(r"^\s*(?:npm|yarn|pnpm)\s+(?:run\s+)?(\S+)\s*$", command)
+    if m and isinstance(scripts.get(m.group(1)), str):
+        command = f"{command} → {scripts[m.group(1)]}"
+    advice = next((fix for pattern, fix in _DAEMONISING if pattern.search(command)), None)
+    text = (f"[app].start must keep the server in the foreground (the container ends when it returns); "
+            f"it ran `{command}`, which returned")
+    return f"{text}: {advice}" if advice else text
+
+
 def wait_healthy(container: docker.models.containers.Container, probe, manifest: Manifest,
                  progress: Progress) -> None:
     """Wait until `probe()` returns 2xx, failing fast when the container exits."""
@@ -215,7 +248,8 @@ def wait_healthy(container: docker.models.containers.Container, probe, manifest:
         if container.status in ("exited", "dead"):
             code = container.attrs["State"].get("ExitCode")
             raise ReleaseUnhealthy(f"the new release exited (code {code}) before it got healthy",
-                                   details=tail_logs(container))
+                                   details=tail_logs(container),
+                                   hint=foreground_hint(manifest) if code == 0 else None)
         status = probe()
         seen.append(status)
         if status is not None and 200 <= status < 300:

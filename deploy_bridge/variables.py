@@ -37,7 +37,7 @@ def injected(settings: Settings, manifest: Manifest, env: str, creds: DbCredenti
         InjectedVar("DATABASE_URL", creds.url() if creds else later, db, secret=True),
     ]
     if manifest.env(env).sandbox and app_id:
-        sandbox = settings.url(settings.sandbox_host(env))
+        sandbox = settings.url(settings.sandbox_host(manifest.name, env))
         src = "minicloud sandbox open platform"
         out += [
             InjectedVar("ALIPAY_APP_ID", app_id, src),

@@ -66,7 +66,7 @@ class Workspace:
     def sandbox_url(self, env: str) -> str:
         self._check_env(env)
         s = self.settings
-        return s.url(s.sandbox_host(env))
+        return s.url(s.sandbox_host(self.app, env))
 
     def ca_path(self) -> str:
         from .ca import ensure_ca

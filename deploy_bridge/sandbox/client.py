@@ -46,7 +46,3 @@ def _call(cloud, env: str, path: str, payload: dict[str, Any] | None = None) -> 
 def pay(cloud, env: str, out_trade_no: str) -> dict[str, Any]:
     """The buyer pays: WAIT_BUYER_PAY → TRADE_SUCCESS."""
     return _call(cloud, env, "/_sandbox/pay", {"out_trade_no": out_trade_no})
-
-
-def granted(cloud, env: str) -> dict[str, Any]:
-    return _call(cloud, env, "/_sandbox/info")

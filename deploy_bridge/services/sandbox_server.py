@@ -1,6 +1,6 @@
 """The sandbox open platform: a gateway that checks what the real one checks, in every environment.
 
-    python3 -m deploy_bridge.sandbox.server --port 8080 --app-id ID --key-id KID \\
+    python3 -m deploy_bridge.services.sandbox_server --port 8080 --app-id ID --key-id KID \\
         --platform-private-key PEM --app-public-key PEM --abilities DIR --state FILE
 
 Serves the v2 form protocol (`/gateway.do`) and the v3 protocol (`/v3/...`) over plain HTTP inside

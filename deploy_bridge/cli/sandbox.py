@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import client
+from ..sandbox import client
+from .parsing import add_verb
 
 
 def _cloud(args: argparse.Namespace):
@@ -34,12 +35,12 @@ def cmd_pay(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sandbox = sub.add_parser("sandbox", help="the env's sandbox open platform")
+    sandbox = add_verb(sub, "sandbox", "the env's sandbox open platform")
     verbs = sandbox.add_subparsers(dest="sandbox_verb", required=True, metavar="VERB")
-    info = verbs.add_parser("info", help="app id, gateway, endpoint and key files to point your code at")
+    info = add_verb(verbs, "info", "app id, gateway, endpoint and key files to point your code at")
     info.add_argument("env", metavar="ENV")
     info.set_defaults(func=cmd_info)
-    pay = verbs.add_parser("pay", help="simulate the buyer paying a trade (WAIT_BUYER_PAY → TRADE_SUCCESS)")
+    pay = add_verb(verbs, "pay", "simulate the buyer paying a trade (WAIT_BUYER_PAY → TRADE_SUCCESS)")
     pay.add_argument("env", metavar="ENV")
     pay.add_argument("out_trade_no", metavar="OUT_TRADE_NO")
     pay.set_defaults(func=cmd_pay)

@@ -11,17 +11,18 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .errors import Cancelled, MinicloudError
-from .progress import NullProgress, Progress, TerminalProgress
+from ..errors import BadInput, Cancelled, MinicloudError
+from ..progress import NullProgress, Progress, TerminalProgress
+from . import capabilities, sandbox
+from .parsing import add_verb, common_options
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _cloud(args: argparse.Namespace):
-    from .cloud import Cloud
+    from ..cloud import Cloud
 
     return Cloud(args.workspace)
 
@@ -93,10 +94,13 @@ def _lifecycle(verb: str) -> Handler:
     return handler
 
 
+STATUS_EXIT = {"running": 0, "not-built": 3}  # degraded, stopped: 1 (the env does not serve as it should)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     status = _cloud(args).status(args.env)
     _emit(args, status.to_json(), _status_text(status))
-    return 0 if status.state != "not-built" else 3
+    return STATUS_EXIT.get(status.state, 1)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -108,8 +112,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         if args.json:
             out.write("".join(encode(line.to_json()) + "\n" for line in batch))
         else:
-            out.write("".join(f"{line.time} {line.role}{' ' + line.release if line.release else ''} | {line.line}\n"
-                              for line in batch))
+            out.write("".join(line.to_text() + "\n" for line in batch))
         out.flush()  # once per batch: a flood is a few writes a second, not one per line
     return 0
 
@@ -119,10 +122,11 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.execute is None:
         argv, environ = cloud.db_shell_command(args.env)
         os.execvpe(argv[0], argv, environ)
-    result = cloud.db_query(args.env, args.execute)
-    text = "\n".join(["\t".join(result.columns)] + ["\t".join("NULL" if v is None else str(v) for v in row)
-                                                   for row in result.rows]) if result.columns else "OK"
-    _emit(args, result.to_json(), text)
+    results = cloud.db_query(args.env, args.execute)
+    tables = ["\n".join(["\t".join(r.columns)] + ["\t".join("NULL" if v is None else str(v) for v in row)
+                                                  for row in r.rows]) if r.columns else "(no rows)"
+              for r in results]
+    _emit(args, [r.to_json() for r in results], "\n\n".join(tables) or "OK")
     return 0
 
 
@@ -133,8 +137,8 @@ def cmd_vars(args: argparse.Namespace) -> int:
 
 
 def cmd_ca(args: argparse.Namespace) -> int:
-    from .ca import ensure_ca
-    from .config import settings
+    from ..ca import ensure_ca
+    from ..config import settings
 
     path = str(ensure_ca(settings().instance_dir() / "ca").cert_path)
     _emit(args, {"ca": path}, path)
@@ -142,7 +146,7 @@ def cmd_ca(args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    from . import engine, images
+    from .. import engine, images
 
     built = images.ensure_all(engine.client(), args.names or list(images.RECIPES), _progress(args))
     _emit(args, built, "\n".join(f"{name}: {tag}" for name, tag in built.items()))
@@ -150,81 +154,63 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
-COMMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (("--workspace", "-w"), {"type": Path,
-                             "help": "the app folder holding minicloud.toml (default: found upward from here)"}),
-    (("--json",), {"action": "store_true", "help": "print the result as JSON"}),
-    (("--quiet", "-q"), {"action": "store_true", "help": "no progress lines"}),
-]
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    """Give a parser and all its sub-verbs the common options, wherever they appear on the line.
-
-    Defaults are SUPPRESSed below the top level so that `minicloud --json status test` keeps the
-    top-level value (argparse would otherwise overwrite it with the sub-parser's default).
-    """
-    for flags, options in COMMON_OPTIONS:
-        if not any(flag in parser._option_string_actions for flag in flags):
-            parser.add_argument(*flags, **options, default=argparse.SUPPRESS)
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        for child in getattr(action, "choices", {}).values():
-            _add_common(child)
+def _tail(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of lines (0 or more), got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minicloud", description="A local cloud for mini-program backends.")
-    for flags, options in COMMON_OPTIONS:
-        parser.add_argument(*flags, **options)
-    parser.set_defaults(workspace=None, json=False, quiet=False)
+    parser = argparse.ArgumentParser(prog="minicloud", description="A local cloud for mini-program backends.",
+                                     parents=[common_options(top_level=True)])
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, func: Handler, help: str, env: bool = True, parent=sub) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, help=help, description=help)
+        p = add_verb(parent, name, help)
         if env:
             p.add_argument("env", metavar="ENV", help="environment name from minicloud.toml (e.g. test, prod)")
         p.set_defaults(func=func)
         return p
 
-    env = sub.add_parser("env", help="build or destroy an environment")
+    env = add_verb(sub, "env", "build or destroy an environment")
     env_sub = env.add_subparsers(dest="env_verb", required=True, metavar="VERB")
     verb("build", cmd_env_build, "network, database, gateway, sandbox and a first deploy", parent=env_sub)
-    destroy = verb("destroy", cmd_env_destroy, "remove the environment's containers and network",
-                   parent=env_sub)
+    destroy = verb("destroy", cmd_env_destroy, "remove the environment's containers and network (the last one "
+                   "of this cloud removes the gateway too)", parent=env_sub)
     destroy.add_argument("--with-data", action="store_true",
                          help="also remove the database volume and its credentials")
 
-    verb("deploy", cmd_deploy, "build the workspace into a new release and switch to it with no downtime")
+    verb("deploy", cmd_deploy, "build the workspace into a new release and switch to it with no failed request")
     verb("releases", cmd_releases, "list the releases of an environment, newest first")
     rb = verb("rollback", cmd_rollback, "switch back to an earlier release (no rebuild)")
     rb.add_argument("--to", metavar="RELEASE", help="release id or a unique prefix (default: the previous)")
-    for name in ("restart", "stop", "start"):
-        verb(name, _lifecycle(name), f"{name} the environment's containers")
-    verb("status", cmd_status, "state, release, URL, health, CPU and memory per container")
+    verb("restart", _lifecycle("restart"), "a fresh container of the running release, with no failed request")
+    verb("stop", _lifecycle("stop"), "stop the environment's containers (its URL answers 503)")
+    verb("start", _lifecycle("start"), "start the environment's containers again")
+    verb("status", cmd_status, "state, release, URL, health, CPU and memory per container "
+         "(exit 0 only when the env serves and is healthy)")
     logs = verb("logs", cmd_logs, "the environment's logs, merged across containers")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("--since", help="e.g. 10m, 2h, 30s or an ISO time")
-    logs.add_argument("--tail", type=int, help="the last N lines of each container")
+    logs.add_argument("--tail", type=_tail, metavar="N", help="the last N lines of each container")
     logs.add_argument("--grep", help="only lines matching this regular expression")
     logs.add_argument("--role", choices=["app", "db", "gateway", "sandbox"])
     db = verb("db", cmd_db, "run SQL in the environment's database (a shell without -e)")
     db.add_argument("-e", "--execute", metavar="SQL")
     verb("vars", cmd_vars, "the variables injected into the app (secrets masked)")
     verb("ca", cmd_ca, "print the path of the local CA certificate", env=False)
-    images = sub.add_parser("images", help="the locally built images")
+    images = add_verb(sub, "images", "the locally built images")
     images_sub = images.add_subparsers(dest="images_verb", required=True, metavar="VERB")
     ib = verb("build", cmd_images_build, "build (or confirm cached) base and runtime images", env=False,
               parent=images_sub)
     ib.add_argument("names", nargs="*", help="recipes to build (default: all)")
-
-    for module in ("codegen.cli", "deploy_bridge.sandbox.cli"):
-        try:
-            register = __import__(module, fromlist=["register"]).register
-        except ImportError:
-            continue
-        register(sub)
-    for child in sub.choices.values():
-        _add_common(child)
+    # the verbs of the open platform: imported, not discovered, so a broken module fails loudly
+    capabilities.register(sub)
+    sandbox.register(sub)
     return parser
 
 
@@ -246,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except BrokenPipeError:
         return 0
+    except UnicodeDecodeError as err:
+        print(f"minicloud: error: a file is not UTF-8 text ({err.reason} at byte {err.start})", file=sys.stderr)
+        return BadInput.exit_code
 
 
 if __name__ == "__main__":

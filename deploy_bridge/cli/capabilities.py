@@ -7,10 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from deploy_bridge.errors import MinicloudError
-from deploy_bridge.manifest import find_workspace
-
-from .abilities import (
+from codegen.abilities import (
     AbilityError,
     grant,
     granted_methods,
@@ -18,8 +15,12 @@ from .abilities import (
     verify_package_file,
     workspace_trust,
 )
-from .catalog import load_catalog
-from .generate import LANGUAGES, CodegenError, generate
+from codegen.catalog import load_catalog
+from codegen.generate import LANGUAGES, CodegenError, generate
+
+from ..errors import MinicloudError
+from ..manifest import find_workspace
+from .parsing import add_verb
 
 
 def _workspace(args: argparse.Namespace) -> Path:
@@ -95,23 +96,23 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    abilities = sub.add_parser("abilities", help="signed ability packages: grant, verify, list")
+    abilities = add_verb(sub, "abilities", "signed ability packages: grant, verify, list")
     verbs = abilities.add_subparsers(dest="abilities_verb", required=True, metavar="VERB")
     names = ", ".join(p.label for p in load_catalog().packages)
-    g = verbs.add_parser("grant", help="sign packages for this app with the local platform key",
-                         description=f"Known packages: {names}")
+    g = add_verb(verbs, "grant", "sign packages for this app with the local platform key")
+    g.description = f"Known packages: {names}"
     g.add_argument("env", metavar="ENV")
     g.add_argument("packages", nargs="+", metavar="PACKAGE", help="product code (e.g. FACE_TO_FACE_PAYMENT) or name")
     g.add_argument("--days", type=int, default=365, help="validity (default 365)")
     g.set_defaults(func=cmd_grant)
-    v = verbs.add_parser("verify", help="check package files; non-zero exit on any bad one")
+    v = add_verb(verbs, "verify", "check package files; non-zero exit on any bad one")
     v.add_argument("files", nargs="*", metavar="FILE", help="default: abilities/*.json")
     v.add_argument("--env", default="test")
     v.set_defaults(func=cmd_verify)
-    ls = verbs.add_parser("list", help="the catalog's packages, which are signed, what they grant")
+    ls = add_verb(verbs, "list", "the catalog's packages, which are signed, what they grant")
     ls.add_argument("--env", default="test")
     ls.set_defaults(func=cmd_list)
-    c = sub.add_parser("codegen", help="print code that calls a signed capability")
+    c = add_verb(sub, "codegen", "print code that calls a signed capability")
     c.add_argument("method", metavar="METHOD", help="e.g. alipay.trade.precreate")
     c.add_argument("--lang", choices=sorted(LANGUAGES), default="node")
     c.add_argument("--env", default="test")

@@ -1,0 +1,73 @@
+-- Routes without reloads. routes.tsv (written by minicloud on the host) says which container serves
+-- each host; it is read into a shared dictionary at start and when minicloud asks, so switching a
+-- release never closes a client's connection. Every proxied request is counted against its upstream
+-- until it ends, so minicloud can drain an old release exactly: it stops it when its count is zero.
+local M = {}
+local ROUTES_FILE = "/etc/minicloud/routes.tsv"
+local routes = ngx.shared.minicloud_routes
+local inflight = ngx.shared.minicloud_inflight
+
+-- one line per host: HOST \t CONTAINER \t PORT \t MESSAGE; CONTAINER "-" or "!NAME" is a stopped
+-- env, answered 503 with MESSAGE
+function M.load()
+  local f = io.open(ROUTES_FILE, "r")
+  local seen = {}
+  if f then
+    for line in f:lines() do
+      local host, upstream, port, message = line:match("^([^\t]+)\t([^\t]+)\t([^\t]*)\t?(.*)$")
+      if host then
+        if upstream == "-" or upstream:sub(1, 1) == "!" then
+          routes:set(host, "!" .. message)
+        else
+          routes:set(host, upstream .. ":" .. port)
+        end
+        seen[host] = true
+      end
+    end
+    f:close()
+  end
+  for _, host in ipairs(routes:get_keys(0)) do
+    if not seen[host] then routes:delete(host) end
+  end
+end
+
+local function answer(status, text)
+  ngx.status = status
+  ngx.header["Content-Type"] = "text/plain"
+  ngx.say("minicloud: " .. text)
+  return ngx.exit(status)
+end
+
+function M.route()
+  local host = ngx.var.server_name
+  local target = routes:get(host)
+  if not target then
+    return answer(404, "no route for " .. host)
+  end
+  if target:sub(1, 1) == "!" then
+    return answer(503, target:sub(2))
+  end
+  ngx.var.upstream = target
+  ngx.ctx.minicloud_upstream = target
+  inflight:incr(target, 1, 0)
+end
+
+function M.done()
+  local target = ngx.ctx.minicloud_upstream
+  if target then inflight:incr(target, -1, 0) end
+end
+
+-- POST: read routes.tsv again; answers the routes now in force, one "HOST TARGET" line each
+function M.admin_routes()
+  if ngx.req.get_method() == "POST" then M.load() end
+  for _, host in ipairs(routes:get_keys(0)) do
+    ngx.say(host .. " " .. (routes:get(host) or ""))
+  end
+end
+
+-- GET ?upstream=CONTAINER:PORT: requests in flight to that upstream
+function M.admin_inflight()
+  ngx.say(inflight:get(ngx.var.arg_upstream or "") or 0)
+end
+
+return M

@@ -1,0 +1,188 @@
+"""The keeper: brings back the containers of a running env that died and that Docker will not restart.
+
+    python3 -m deploy_bridge.services.keeper --instance NAME --routes /gateway/routes.tsv
+
+Docker restarts a crashed container by its restart policy, but not one stopped by `docker kill` (or
+left stopped that way across a reboot). The keeper watches the engine's `die` events of its instance
+and starts a container again when it is wanted:
+- an app container is wanted when the gateway's route names it and the env is not stopped
+  (routes.tsv, the gateway's own state, mounted read-only);
+- a db or sandbox container when its env's app is wanted.
+So `minicloud stop`, drains and `env destroy` (which change the route first) are never undone.
+
+It runs in its own container with the engine's socket mounted: whoever controls that container
+controls the engine. It publishes no port and joins no network (network mode none).
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from collections import defaultdict, deque
+from pathlib import Path
+
+RECONCILE_SECONDS = 30.0
+MAX_STARTS_PER_MINUTE = 5  # a container that dies at once again is left to its logs, not hammered
+
+
+class Engine:
+    """The Docker engine API over its unix socket."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+
+    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection("localhost", timeout=timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(self.socket_path)
+        conn.sock = sock
+        return conn
+
+    def call(self, method: str, path: str) -> tuple[int, object]:
+        conn = self._connect(30)
+        try:
+            conn.request(method, path)
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, (json.loads(body) if body.strip().startswith((b"{", b"[")) else body)
+        finally:
+            conn.close()
+
+    def containers(self, instance: str) -> list[dict]:
+        filters = urllib.parse.quote(json.dumps({"label": [f"minicloud.instance={instance}"]}))
+        status, found = self.call("GET", f"/containers/json?all=1&filters={filters}")
+        return found if status == 200 and isinstance(found, list) else []
+
+    def events(self, instance: str):
+        """`die` events of the instance's containers, as they happen (a blocking generator)."""
+        filters = urllib.parse.quote(json.dumps({"type": ["container"], "event": ["die"],
+                                                 "label": [f"minicloud.instance={instance}"]}))
+        conn = self._connect(None)
+        conn.request("GET", f"/events?filters={filters}")
+        response = conn.getresponse()
+        while True:
+            line = response.readline()
+            if not line:
+                return
+            if line.strip():
+                yield json.loads(line)
+
+
+def routes(path: Path) -> dict[str, tuple[str | None, bool]]:
+    """host -> (container, stopped), from the gateway's routes.tsv."""
+    out = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[0]:
+            target = parts[1]
+            stopped = target == "-" or target.startswith("!")
+            out[parts[0]] = (target.lstrip("!") if target != "-" else None, stopped)
+    return out
+
+
+class Keeper:
+    def __init__(self, engine: Engine, instance: str, routes_file: Path) -> None:
+        self.engine, self.instance, self.routes_file = engine, instance, routes_file
+        self.starts: dict[str, deque[float]] = defaultdict(deque)
+
+    def wanted(self, containers: list[dict]) -> set[str]:
+        """Ids of the containers that should be running now."""
+        serving = {target for target, stopped in routes(self.routes_file).values() if target and not stopped}
+        live_envs = set()
+        out = set()
+        for c in containers:
+            labels = c.get("Labels") or {}
+            names = [n.lstrip("/") for n in c.get("Names") or []]
+            if labels.get("minicloud.role") == "app" and serving.intersection(names):
+                out.add(c["Id"])
+                live_envs.add((labels.get("minicloud.app"), labels.get("minicloud.env")))
+        for c in containers:
+            labels = c.get("Labels") or {}
+            if labels.get("minicloud.role") in ("db", "sandbox") and \
+                    (labels.get("minicloud.app"), labels.get("minicloud.env")) in live_envs:
+                out.add(c["Id"])
+        return out
+
+    def reconcile(self) -> None:
+        containers = self.engine.containers(self.instance)
+        wanted = self.wanted(containers)
+        for c in containers:
+            if c["Id"] in wanted and c.get("State") in ("exited", "dead", "created"):
+                self.start(c)
+
+    def start(self, container: dict) -> None:
+        recent = self.starts[container["Id"]]
+        now = time.monotonic()
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        name = (container.get("Names") or [container["Id"][:12]])[0].lstrip("/")
+        if len(recent) >= MAX_STARTS_PER_MINUTE:
+            return
+        recent.append(now)
+        status, body = self.engine.call("POST", f"/containers/{container['Id']}/start")
+        what = {204: "started", 304: "already running"}.get(status, f"could not start it: {status} {body!r}")
+        print(f"keeper: {name} had stopped; {what}", flush=True)
+
+    def watch(self) -> None:
+        """Reconcile now and every RECONCILE_SECONDS, and at every `die` of the instance's containers."""
+        self.reconcile()
+
+        def timer() -> None:
+            while True:
+                time.sleep(RECONCILE_SECONDS)
+                self._safely(self.reconcile)
+
+        threading.Thread(target=timer, daemon=True).start()
+        while True:
+            try:
+                for event in self.engine.events(self.instance):
+                    self._safely(lambda event=event: self.settled(event.get("id", "")))
+                    self._safely(self.reconcile)
+            except OSError as err:
+                print(f"keeper: the engine's event stream broke ({err}); reconnecting", flush=True)
+            time.sleep(1)  # the engine restarts: do not spin
+
+    def settled(self, container_id: str, timeout: float = 5.0) -> None:
+        """Wait until the engine has recorded the exit of a container whose `die` event just came
+        (for a moment after the event it still lists it as running)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.engine.call("GET", f"/containers/{container_id}/json")
+            state = body.get("State", {}) if status == 200 and isinstance(body, dict) else {}
+            if not state.get("Running") or state.get("Restarting"):
+                return
+            time.sleep(0.05)
+
+    @staticmethod
+    def _safely(step) -> None:
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - the keeper outlives any one bad answer
+            print(f"keeper: {type(err).__name__}: {err}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="keeper")
+    parser.add_argument("--instance", required=True)
+    parser.add_argument("--routes", type=Path, required=True)
+    parser.add_argument("--socket", default="/var/run/docker.sock")
+    args = parser.parse_args(argv)
+    print(f"keeper: watching instance {args.instance}", flush=True)
+    Keeper(Engine(args.socket), args.instance, args.routes).watch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
