@@ -52,7 +52,9 @@ def _arg(args: tuple[Any, ...]) -> dict[str, Any]:
     return first
 
 
-async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgress], Any], long: bool) -> Any:
+async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgress], Any], long: bool,
+                   changes: bool = True) -> Any:
+    """Run a verb off the event loop; `long` ones report progress; `changes` ones refresh the index after."""
     loop = asyncio.get_running_loop()
     token = None
     caps = server.client_capabilities.window
@@ -73,7 +75,8 @@ async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgr
     finally:
         if token is not None:
             server.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
-        server.index.refresh_soon()
+        if changes:  # reading the state changes nothing the index knows
+            server.index.refresh_soon()
     return result.to_json() if hasattr(result, "to_json") else result
 
 
@@ -84,14 +87,15 @@ def _env(server: MinicloudServer, arg: dict[str, Any]) -> str:
 def register(server: MinicloudServer) -> None:
     """Every command, bound to a `Cloud` verb."""
 
-    def verb(name: str, title: str, call: Callable[[Any, dict[str, Any], LspProgress], Any], long: bool = True):
+    def verb(name: str, title: str, call: Callable[[Any, dict[str, Any], LspProgress], Any], long: bool = True,
+             changes: bool = True):
         @server.command(name)
         async def handler(ls, *args):
             arg = _arg(args)
             env = _env(ls, arg)
             cloud = ls.cloud_or_error()
             return await run_verb(ls, f"{title} {cloud.app}/{env}", lambda p: call(cloud, {**arg, "env": env}, p),
-                                  long)
+                                  long, changes)
 
         return handler
 
@@ -104,9 +108,12 @@ def register(server: MinicloudServer) -> None:
     verb("minicloud.env.destroy", "Destroying",
          lambda c, a, p: (c.destroy_env(a["env"], with_data=bool(a.get("with_data")), progress=p),
                           {"env": a["env"], "app": c.app, "destroyed": True, "data_kept": not a.get("with_data")})[1])
-    verb("minicloud.status", "Status", lambda c, a, p: c.status(a["env"]), long=False)
+    # CPU and memory cost the engine ~1 s per container: only when asked ({"stats": true})
+    verb("minicloud.status", "Status", lambda c, a, p: c.status(a["env"], stats=bool(a.get("stats"))),
+         long=False, changes=False)
     verb("minicloud.releases", "Releases",
-         lambda c, a, p: {"env": a["env"], "releases": [vars(r) for r in c.releases(a["env"])]}, long=False)
+         lambda c, a, p: {"env": a["env"], "releases": [vars(r) for r in c.releases(a["env"])]}, long=False,
+         changes=False)
 
     @server.command("minicloud.logs.tail")
     async def logs_tail(ls, *args):

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,47 +37,35 @@ class Variable:
     secret: bool = False
 
 
-@dataclass(frozen=True)
-class AbilityProblem:
-    file: str
-    kind: str
-    message: str
-    line: int
+NO_TRUST: tuple[dict, str | None] = ({}, None)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     env: str
     app: str | None = None
-    url: str | None = None
-    state: str = "unknown"
-    release: str | None = None
     tables: dict[str, Table] = field(default_factory=dict)
     variables: dict[str, Variable] = field(default_factory=dict)
-    releases: tuple[str, ...] = ()
     granted: frozenset[str] = frozenset()
-    signed_packages: tuple[str, ...] = ()
-    ability_problems: tuple[AbilityProblem, ...] = ()
-    engine: bool = False
-    updated: float = 0.0
+    signed_packages: tuple[str, ...] = ()  # labels of the valid packages (read by tests/test_startup.py)
+    # the platform keys trusted to sign ability packages, and the app id they must name: computed by
+    # each refresh from the workspace's keys, never persisted (read from the keys on every start)
+    trust: tuple[dict, str | None] = field(default=NO_TRUST, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["granted"] = sorted(self.granted)
-        return data
+        return {"env": self.env, "app": self.app,
+                "tables": {n: asdict(t) for n, t in self.tables.items()},
+                "variables": {n: asdict(v) for n, v in self.variables.items()},
+                "granted": sorted(self.granted), "signed_packages": list(self.signed_packages)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
         return cls(
-            env=data["env"], app=data.get("app"), url=data.get("url"), state=data.get("state", "unknown"),
-            release=data.get("release"),
+            env=data["env"], app=data.get("app"),
             tables={n: Table(t["name"], tuple(tuple(c) for c in t["columns"]), t.get("rows"))
                     for n, t in data.get("tables", {}).items()},
             variables={n: Variable(**v) for n, v in data.get("variables", {}).items()},
-            releases=tuple(data.get("releases", ())), granted=frozenset(data.get("granted", ())),
-            signed_packages=tuple(data.get("signed_packages", ())),
-            ability_problems=tuple(AbilityProblem(**p) for p in data.get("ability_problems", ())),
-            engine=False, updated=data.get("updated", 0.0),
+            granted=frozenset(data.get("granted", ())), signed_packages=tuple(data.get("signed_packages", ())),
         )
 
 
@@ -191,7 +178,7 @@ class Index:
         if view is not None:
             snap = replace(snap, app=view.app)
             with contextlib.suppress(Exception):
-                snap = replace(snap, url=view.url(self.env), variables={
+                snap = replace(snap, variables={
                     v.name: Variable(v.name, v.value, v.source, v.secret) for v in view.injected_vars(self.env)})
         snap = self._abilities(snap)
         self.snapshot = snap
@@ -205,7 +192,6 @@ class Index:
             cloud = self.cloud()
         if cloud is not None:
             snap = self._from_engine(cloud, snap)
-        snap = replace(snap, updated=time.time())
         self.snapshot = snap
         self._save(snap)
         if self.on_change is not None:
@@ -214,15 +200,18 @@ class Index:
 
     def _abilities(self, snap: Snapshot) -> Snapshot:
         if self.workspace is None:
-            return snap
+            return replace(snap, trust=NO_TRUST)
         try:
-            from codegen.abilities import granted_methods, load_workspace_abilities
+            from codegen.abilities import granted_methods, load_abilities, workspace_trust
         except ImportError:
             return snap
-        abilities, errors = load_workspace_abilities(self.workspace, self.env)
+        try:
+            trust = workspace_trust(self.workspace, self.env)
+        except Exception:  # noqa: BLE001 - no keys yet: every package is from an unknown key
+            trust = NO_TRUST
+        abilities, _errors = load_abilities(self.workspace / "abilities", *trust)
         return replace(snap, granted=frozenset(granted_methods(abilities)),
-                       signed_packages=tuple(a.label for a in abilities),
-                       ability_problems=tuple(AbilityProblem(e.file, e.kind, e.message, e.line) for e in errors))
+                       signed_packages=tuple(a.label for a in abilities), trust=trust)
 
     def _from_engine(self, cloud, snap: Snapshot) -> Snapshot:
         from deploy_bridge.errors import MinicloudError
@@ -230,9 +219,7 @@ class Index:
         try:
             status = cloud.status(self.env, stats=False)
         except MinicloudError:
-            return replace(snap, engine=False)
-        snap = replace(snap, engine=True, state=status.state, release=status.release,
-                       releases=tuple(r.id for r in status.releases))
+            return snap
         if status.state in ("running", "degraded"):
             try:
                 tables = cloud.db_schema(self.env)

@@ -13,31 +13,34 @@ import json
 import logging
 import os
 import sys
-import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pygls.io_ import run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
-from . import commands
+from . import commands, pygls_compat
 from .features.ability_files import AbilityFileFeature
-from .features.base import Context, Feature, column_from_utf16
+from .features.base import Context, Feature, column_from_utf16, trigger_characters
 from .features.capabilities import CapabilityFeature
 from .features.env_vars import EnvVarFeature
 from .features.manifest import ManifestFeature
 from .features.sql import SqlFeature
 from .index import Index, Snapshot
+from .languages import language_of
 from .logstream import LogStreams
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 LOGS_NOTIFICATION = "minicloud/logs"
 LOG_BACKLOG_BYTES = 1 << 20  # log traffic queued for the editor beyond which lines wait (and the oldest drop)
+DIAGNOSTICS_DELAY = 0.15  # seconds after the last change of a document before its diagnostics are computed
+T = TypeVar("T")
 
 
 class MinicloudProtocol(LanguageServerProtocol):
@@ -50,7 +53,7 @@ class MinicloudProtocol(LanguageServerProtocol):
         except JsonRpcException as exc:
             if isinstance(data, dict) and "id" in data and "method" in data:
                 error = JsonRpcException(message=f"invalid params for {data['method']}", code=-32602)
-                self._send_response(data["id"], error=error.to_response_error())
+                pygls_compat.send_error(self, data["id"], error)
             raise exc
 
 
@@ -61,10 +64,10 @@ class MinicloudServer(LanguageServer):
         self.workspace_root: Path | None = None
         self.index = Index(None, self.env)
         self.log_streams = LogStreams(congested=self.logs_congested)
-        self.ability_files = AbilityFileFeature()
         self.main_loop: asyncio.AbstractEventLoop | None = None  # set at initialize; threads post to it
         self.features: list[Feature] = [ManifestFeature(), EnvVarFeature(), SqlFeature(), CapabilityFeature(),
-                                        self.ability_files]
+                                        AbilityFileFeature()]
+        self._pending_diagnostics: dict[str, asyncio.TimerHandle] = {}  # uri -> the debounced publish
 
     # ---- set-up
     def configure(self, root: Path | None, env: str | None) -> None:
@@ -83,23 +86,11 @@ class MinicloudServer(LanguageServer):
         self.index.stop()
         has_manifest = self.workspace_root is not None and (self.workspace_root / "minicloud.toml").is_file()
         self.index = Index(self.workspace_root if has_manifest else None, self.env, on_change=self._on_index_change)
-        self.index.refresh_local()  # variables and signed packages are known from the first request
-        self._update_trust()
+        self.index.refresh_local()  # variables, signed packages and their keys are known from the first request
         self.index.start()
-
-    def _update_trust(self) -> None:
-        if self.index.workspace is None:
-            return
-        try:
-            from codegen.abilities import workspace_trust
-
-            self.ability_files.trust = workspace_trust(self.index.workspace, self.env)
-        except Exception:  # noqa: BLE001 - no keys yet: every package is from an unknown key
-            self.ability_files.trust = ({}, None)
 
     def _on_index_change(self, snapshot: Snapshot) -> None:
         """From the refresh thread: republish diagnostics that depend on the environment."""
-        self._update_trust()
         loop = self.main_loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.publish_all)
@@ -118,8 +109,16 @@ class MinicloudServer(LanguageServer):
         return cloud
 
     # ---- documents
-    def context(self, uri: str, position: types.Position) -> Context | None:
-        doc = self.workspace.get_text_document(uri)
+    def open_document(self, uri: str):
+        """The open document `uri`; a request about any other is answered with a clear error (a
+        document that is not open has no text we may rely on, and pygls' own error carries a traceback)."""
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            raise JsonRpcException(message=f"document not open: {uri}", code=int(types.ErrorCodes.InvalidParams))
+        return doc
+
+    def context(self, uri: str, position: types.Position) -> Context:
+        doc = self.open_document(uri)
         text = doc.source
         lines = text.split("\n")
         line = position.line
@@ -127,23 +126,50 @@ class MinicloudServer(LanguageServer):
             line_text, line = "", max(0, min(line, len(lines)))
         else:
             line_text = lines[line]
-        return Context(uri, doc.language_id or _language_of(uri), text, line,
+        return Context(uri, language_of(doc.language_id, uri), text, line,
                        column_from_utf16(line_text, position.character), self.index.snapshot)
 
     def features_for(self, uri: str, language: str) -> list[Feature]:
         return [f for f in self.features if f.accepts(uri, language)]
 
-    def publish(self, uri: str) -> None:
-        doc = self.workspace.get_text_document(uri)
-        language = doc.language_id or _language_of(uri)
-        diagnostics: list[types.Diagnostic] = []
+    def dispatch(self, what: str, uri: str, language: str, call: Callable[[Feature], T | None]) -> Iterator[T]:
+        """`call` on each feature that accepts the document, lazily, skipping None answers; a feature
+        that fails is logged and skipped (one feature's bug must not hide the others' answers)."""
         for feature in self.features_for(uri, language):
             try:
-                diagnostics += feature.diagnostics(uri, language, doc.source, self.index.snapshot)
-            except Exception:  # noqa: BLE001 - one feature's bug must not hide the others' diagnostics
-                log.exception("diagnostics of %s failed on %s", feature.name, uri)
+                answer = call(feature)
+            except Exception:  # noqa: BLE001
+                log.exception("%s of %s failed on %s", what, feature.name, uri)
+                continue
+            if answer is not None:
+                yield answer
+
+    def publish(self, uri: str) -> None:
+        self.cancel_pending_publish(uri)
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            return
+        language = language_of(doc.language_id, uri)
+        text, snapshot = doc.source, self.index.snapshot
+        diagnostics = [d for found in self.dispatch("diagnostics", uri, language,
+                                                   lambda f: f.diagnostics(uri, language, text, snapshot))
+                       for d in found]
         self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics,
                                                                               version=doc.version))
+
+    def publish_soon(self, uri: str) -> None:
+        """Publish `uri`'s diagnostics once its edits pause for DIAGNOSTICS_DELAY (debounced per document)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop (no transport): at once
+            self.publish(uri)
+            return
+        self.cancel_pending_publish(uri)
+        self._pending_diagnostics[uri] = loop.call_later(DIAGNOSTICS_DELAY, self.publish, uri)
+
+    def cancel_pending_publish(self, uri: str) -> None:
+        if (handle := self._pending_diagnostics.pop(uri, None)) is not None:
+            handle.cancel()
 
     def publish_all(self) -> None:
         for uri in list(self.workspace.text_documents):
@@ -157,14 +183,13 @@ class MinicloudServer(LanguageServer):
             return
         from .transport import PipeReader, PriorityPipeWriter
 
-        self._stop_event = threading.Event()
+        stop_event = pygls_compat.install_stop_event(self)
 
         async def serve() -> None:
             reader = await PipeReader.attach(stdin or sys.stdin.buffer)
             self.protocol.set_writer(PriorityPipeWriter((stdout or sys.stdout.buffer).fileno(),
                                                         asyncio.get_running_loop()))
-            await run_async(stop_event=self._stop_event, reader=reader, protocol=self.protocol, logger=log,
-                            error_handler=self.report_server_error)
+            await pygls_compat.run_message_loop(self, stop_event, reader, log, self.report_server_error)
 
         try:
             asyncio.run(serve())
@@ -210,13 +235,6 @@ class MinicloudServer(LanguageServer):
             asyncio.ensure_future(result)
 
 
-def _language_of(uri: str) -> str:
-    suffix = uri.rsplit(".", 1)[-1].lower()
-    return {"js": "javascript", "mjs": "javascript", "cjs": "javascript", "ts": "typescript", "py": "python",
-            "java": "java", "toml": "toml", "json": "json", "jsx": "javascriptreact",
-            "tsx": "typescriptreact"}.get(suffix, suffix)
-
-
 server = MinicloudServer()
 commands.register(server)
 
@@ -259,7 +277,7 @@ def did_open(ls: MinicloudServer, params: types.DidOpenTextDocumentParams) -> No
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: MinicloudServer, params: types.DidChangeTextDocumentParams) -> None:
-    ls.publish(params.text_document.uri)
+    ls.publish_soon(params.text_document.uri)  # typing: once the edits pause, not per keystroke
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
@@ -272,35 +290,32 @@ def did_save(ls: MinicloudServer, params: types.DidSaveTextDocumentParams) -> No
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: MinicloudServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.cancel_pending_publish(params.text_document.uri)
     ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
 
+def _complete(feature: Feature, ctx: Context) -> list[types.CompletionItem] | None:
+    """A feature completes only where its trigger matches, and gets that match as `ctx.match`."""
+    trigger = feature.completion_trigger
+    if trigger is None or (match := trigger.match(ctx)) is None:
+        return None
+    ctx.match = match
+    return feature.completion(ctx)
+
+
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
-                types.CompletionOptions(trigger_characters=[".", "[", "'", '"', "/", " ", "=", "{", ",", "("]))
+                types.CompletionOptions(trigger_characters=trigger_characters(server.features)))
 def completion(ls: MinicloudServer, params: types.CompletionParams) -> types.CompletionList:
     ctx = ls.context(params.text_document.uri, params.position)
-    items: list[types.CompletionItem] = []
-    for feature in ls.features_for(ctx.uri, ctx.language):
-        trigger = feature.completion_trigger
-        if trigger is None or trigger.match(ctx) is None:
-            continue
-        try:
-            items += feature.completion(ctx)
-        except Exception:  # noqa: BLE001 - answer with what the other features found
-            log.exception("completion of %s failed", feature.name)
+    items = [item for found in ls.dispatch("completion", ctx.uri, ctx.language, lambda f: _complete(f, ctx))
+             for item in found]
     return types.CompletionList(is_incomplete=False, items=items)
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 def hover(ls: MinicloudServer, params: types.HoverParams) -> types.Hover | None:
     ctx = ls.context(params.text_document.uri, params.position)
-    for feature in ls.features_for(ctx.uri, ctx.language):
-        try:
-            if (answer := feature.hover(ctx)) is not None:
-                return answer
-        except Exception:  # noqa: BLE001
-            log.exception("hover of %s failed", feature.name)
-    return None
+    return next(ls.dispatch("hover", ctx.uri, ctx.language, lambda f: f.hover(ctx)), None)
 
 
 @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
@@ -308,10 +323,6 @@ def hover(ls: MinicloudServer, params: types.HoverParams) -> types.Hover | None:
                                                            types.CodeActionKind.RefactorRewrite]))
 def code_action(ls: MinicloudServer, params: types.CodeActionParams) -> list[types.CodeAction]:
     ctx = ls.context(params.text_document.uri, params.range.start)
-    actions: list[types.CodeAction] = []
-    for feature in ls.features_for(ctx.uri, ctx.language):
-        try:
-            actions += feature.code_actions(ctx, params)
-        except Exception:  # noqa: BLE001
-            log.exception("code actions of %s failed", feature.name)
-    return actions
+    return [action for found in ls.dispatch("code actions", ctx.uri, ctx.language,
+                                            lambda f: f.code_actions(ctx, params))
+            for action in found]

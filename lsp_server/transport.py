@@ -18,20 +18,42 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import json
+import logging
 import os
+import re
 import select
 import termios
 import time
 from typing import BinaryIO
 
+from .pygls_compat import frame_header
+
+log = logging.getLogger(__name__)
+
 BULK_RETRY_SECONDS = 0.002
 
 
 class PipeReader:
-    """pygls' AsyncReader over a stream reader attached to stdin."""
+    """pygls' AsyncReader over a stream reader attached to stdin, that frames messages itself.
+
+    pygls' loop trusts the client's framing: after one message with a wrong `Content-Length` (too
+    small, too large, not a number, missing) every following header line is glued to leftover body
+    bytes, and the server never answers again. Here the framing is checked before pygls sees it:
+    a header block without a valid length, or a body that is not valid JSON, is logged and dropped,
+    and reading resumes at the next `Content-Length:` header line, searched in the bytes already
+    consumed (a too-large length must not swallow the messages after it). pygls is then fed one
+    canonical message at a time (see `pygls_compat.frame_header`)."""
+
+    CHUNK = 1 << 16
+    MAX_GARBAGE = 1 << 20  # bytes kept while looking for a header; beyond, the older ones are dropped
 
     def __init__(self, stream: asyncio.StreamReader) -> None:
         self._stream = stream
+        self._buf = bytearray()
+        self._eof = False
+        self._state = "header"  # what pygls asks for next: header, blank line, body
+        self._body = b""
 
     @classmethod
     async def attach(cls, stdin: BinaryIO) -> PipeReader:
@@ -40,17 +62,129 @@ class PipeReader:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream, loop=loop), stdin)
         return cls(stream)
 
+    # ---- what pygls' run_async calls
     async def readline(self) -> bytes:
-        try:
-            return await self._stream.readline()
-        except (asyncio.IncompleteReadError, ValueError):
-            return b""
+        if self._state == "blank":
+            self._state = "body"
+            return b"\r\n"
+        body = await self.read_message()
+        if body is None:
+            return b""  # end of input: pygls ends its loop
+        self._body = body
+        self._state = "blank"
+        return frame_header(len(body))
 
     async def readexactly(self, n: int) -> bytes:
+        body, self._body, self._state = self._body, b"", "header"
+        if len(body) != n:  # pygls asked for something else than we framed: never guess
+            log.error("transport out of step with pygls: framed %d bytes, asked for %d", len(body), n)
+            return b""
+        return body
+
+    # ---- framing
+    async def _fill(self) -> bool:
+        """Read more input into the buffer; False at end of input."""
+        if self._eof:
+            return False
         try:
-            return await self._stream.readexactly(n)
-        except asyncio.IncompleteReadError:
-            return b""  # the editor went away mid-message: pygls ends the loop on an empty body
+            chunk = await self._stream.read(self.CHUNK)
+        except (ConnectionError, OSError):
+            chunk = b""
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def _drop(self, n: int, reason: str) -> None:
+        dropped = bytes(self._buf[:n])
+        del self._buf[:n]
+        if dropped.strip():
+            preview = dropped[:200] + (b"..." if len(dropped) > 200 else b"")
+            log.warning("dropped %d bytes from the client (%s): %r", len(dropped), reason, preview)
+
+    async def read_message(self) -> bytes | None:
+        """The next body that is valid JSON, or None at end of input."""
+        while True:
+            # 1. a Content-Length header line: anything before it (but other headers) is not a message
+            m = CONTENT_LENGTH.search(self._buf)
+            if m is None:
+                if len(self._buf) > self.MAX_GARBAGE:
+                    self._drop(len(self._buf) - 64, "no Content-Length header")
+                if not await self._fill():
+                    self._drop(len(self._buf), "end of input inside a message")
+                    return None
+                continue
+            start = _header_block_start(self._buf, m.start())
+            if start > 0:
+                self._drop(start, "no valid Content-Length header")
+                continue
+            # 2. the rest of the header block, up to the blank line
+            pos = m.end()
+            while True:
+                if (blank := BLANK_LINE.match(self._buf, pos)) is not None:
+                    body_at = blank.end()
+                    break
+                if (line := HEADER_LINE.match(self._buf, pos)) is not None:
+                    pos = line.end()
+                    continue
+                if b"\n" in self._buf[pos:]:  # a complete line that is no header: a broken block
+                    body_at = None
+                    break
+                if not await self._fill():
+                    self._drop(len(self._buf), "end of input inside a header")
+                    return None
+            if body_at is None:
+                self._drop(m.end(), "malformed header block")
+                continue
+            # 3. the body; a header line inside it means the declared length was wrong
+            length = int(m.group(1))
+            end = body_at + length
+            scanned = body_at  # header lines are searched in the new bytes only (and a line's worth before)
+            broken = None
+            while True:
+                inner = CONTENT_LENGTH.search(self._buf, max(body_at, scanned - 64), min(end, len(self._buf)))
+                if inner is not None:
+                    broken = _header_block_start(self._buf, inner.start(), lowest=body_at)
+                    break
+                scanned = len(self._buf)
+                if scanned >= end:
+                    break
+                if not await self._fill():
+                    self._drop(len(self._buf), "end of input inside a body")
+                    return None
+            if broken is not None:
+                # JSON cannot hold a raw line break in a string, nor a bare word outside one: this
+                # header line is the next message, and the one declared before it is lost
+                self._drop(broken, f"Content-Length {length} runs into the next message")
+                continue
+            body = bytes(self._buf[body_at:end])
+            try:
+                json.loads(body)
+            except (ValueError, RecursionError):
+                # search the consumed bytes for the next header: drop only this header line
+                self._drop(m.end(), f"body of Content-Length {length} is not valid JSON")
+                continue
+            del self._buf[:end]
+            return body
+
+
+CONTENT_LENGTH = re.compile(rb"Content-Length:[ \t]*(\d+)[ \t]*\r?\n", re.I)
+HEADER_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9-]*:[^\r\n]*\r?\n")
+BLANK_LINE = re.compile(rb"\r?\n")
+
+
+def _header_block_start(buf: bytes | bytearray, at: int, lowest: int = 0) -> int:
+    """Where the header block holding the header line at `at` starts: other header lines (such as
+    Content-Type) directly before it belong to the same message."""
+    start = at
+    while start > lowest:
+        prev = max(lowest, buf.rfind(b"\n", 0, start - 1) + 1)
+        if prev == start or HEADER_LINE.fullmatch(buf, prev, start) is None \
+                or CONTENT_LENGTH.match(buf, prev, start) is not None:
+            break
+        start = prev
+    return start
 
 
 class PriorityPipeWriter:

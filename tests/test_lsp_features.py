@@ -214,3 +214,97 @@ async def test_environment_follows_the_client_setting(client, workspace):
         await asyncio.sleep(0.1)
     feature = next(i for i in items if i.label == "FEATURE_X")
     assert feature.detail == "on" and "env.prod.vars" in feature.documentation.value
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def bare_client(lsp_client: LanguageClient):
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_completion_trigger_characters_are_the_features_own(bare_client, workspace):
+    from lsp_server.features.base import trigger_characters
+    from lsp_server.server import server
+
+    result = await bare_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), root_uri=workspace.as_uri()))
+    advertised = result.capabilities.completion_provider.trigger_characters
+    assert list(advertised) == trigger_characters(server.features)
+    assert set(advertised) == {ch for f in server.features if f.completion_trigger
+                               for ch in f.completion_trigger.characters}
+    assert {".", "[", "'", '"', "/", " ", "=", "{", ",", "("} <= set(advertised)
+
+
+def test_one_dispatcher_hands_the_trigger_match_to_features_and_survives_a_failing_one(caplog):
+    import re
+
+    from lsp_server.features.base import CompletionTrigger, Context, Feature, trigger_characters
+    from lsp_server.index import Snapshot
+    from lsp_server.server import MinicloudServer, _complete
+
+    seen = []
+
+    class Mention(Feature):
+        name = "mention"
+        completion_trigger = CompletionTrigger((re.compile(r"@(?P<who>\w*)$"),), characters=frozenset("@"))
+
+        def completion(self, ctx):
+            seen.append(ctx.match)
+            return [types.CompletionItem(label=ctx.match.group("who") + "!")]
+
+        def hover(self, ctx):
+            return types.Hover("from mention")
+
+    class Broken(Feature):
+        name = "broken"
+        completion_trigger = CompletionTrigger((re.compile(r"@"),), characters=frozenset("#"))
+
+        def completion(self, ctx):
+            raise RuntimeError("bug")
+
+        def hover(self, ctx):
+            raise RuntimeError("bug")
+
+    class Silent(Feature):
+        name = "silent"  # no trigger: never asked to complete
+
+        def completion(self, ctx):
+            raise AssertionError("completion without a trigger")
+
+        def hover(self, ctx):
+            raise AssertionError("asked after an answer")
+
+    ls = MinicloudServer()
+    ls.features = [Broken(), Mention(), Silent()]
+    assert trigger_characters(ls.features) == ["#", "@"]
+    ctx = Context("file:///w/a.txt", "plaintext", "hi @bo", 0, 6, Snapshot("test"))
+    with caplog.at_level("ERROR"):
+        items = [i for found in ls.dispatch("completion", ctx.uri, ctx.language, lambda f: _complete(f, ctx))
+                 for i in found]
+        hover = next(ls.dispatch("hover", ctx.uri, ctx.language, lambda f: f.hover(ctx)), None)
+    assert [i.label for i in items] == ["bo!"]
+    assert seen[0].group("who") == "bo"
+    assert hover.contents == "from mention"
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed == ["completion of broken failed on file:///w/a.txt", "hover of broken failed on file:///w/a.txt"]
+
+
+def test_ability_trust_is_part_of_the_snapshot(workspace):
+    import dataclasses
+
+    from lsp_server.features.ability_files import AbilityFileFeature
+    from lsp_server.index import Index, Snapshot
+
+    assert {f.name for f in dataclasses.fields(Snapshot)} == {"env", "app", "tables", "variables", "granted",
+                                                          "signed_packages", "trust"}
+    snap = Index(workspace, "test").refresh_local()
+    trusted, app_id = snap.trust
+    assert trusted and app_id
+    json.dumps(snap.to_json())  # the keys are not persisted
+    assert "trust" not in snap.to_json()
+    path = workspace / "abilities" / "FACE_TO_FACE_PAYMENT.json"
+    feature = AbilityFileFeature()
+    assert not hasattr(feature, "trust")
+    assert feature.diagnostics(path.as_uri(), "json", path.read_text(), snap) == []
+    [diag] = feature.diagnostics(path.as_uri(), "json", path.read_text(), Snapshot("test"))  # no keys: untrusted
+    assert diag.severity == types.DiagnosticSeverity.Error

@@ -3,6 +3,8 @@ the server: it keeps answering completions and hovers (property-based, against t
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,46 @@ def test_server_still_completes_after_the_storm(server):
                                                         "position": {"line": 0, "character": 16}})
     labels = {item["label"] for item in answer["result"]["items"]}
     assert "MINICLOUD_ENV" in labels
+
+
+def _wait_for_publish(server, uri: str, version: int, timeout: float = 15.0) -> list[dict]:
+    """Every publishDiagnostics of `uri` until the one for `version` (fails at the deadline)."""
+    deadline = time.monotonic() + timeout
+    seen = [n for n in server.notifications if n["method"] == "textDocument/publishDiagnostics"
+            and n["params"]["uri"] == uri]
+    server.notifications.clear()
+    while not any(n["params"].get("version") == version for n in seen):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no diagnostics for version {version} of {uri}; got {[n['params'].get('version') for n in seen]}"
+        msg = server._read(timeout=left)
+        if msg.get("method") == "textDocument/publishDiagnostics" and msg["params"]["uri"] == uri:
+            seen.append(msg)
+    return seen
+
+
+def test_rapid_edits_publish_diagnostics_once_they_pause(server):
+    uri = (Path(server.workspace) / "typing.js").as_uri()
+    server.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "javascript", "version": 1,
+                                                            "text": ""}})
+    assert len(_wait_for_publish(server, uri, 1)) == 1  # didOpen publishes at once
+    final = "await sdk.exec('alipay.trade.create', {});\n"
+    for version in range(2, 1002):
+        text = final if version == 1001 else f"const x{version} = 1;\n"
+        server.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
+                                                 "contentChanges": [{"text": text}]})
+    published = _wait_for_publish(server, uri, 1001)
+    assert len(published) <= 5, f"{len(published)} publishes for 1,000 edits"
+    last = published[-1]["params"]
+    assert last["version"] == 1001
+    assert {d["code"] for d in last["diagnostics"]} == {"unsigned"}  # computed from the final text
+
+
+def test_requests_about_a_document_that_is_not_open_fail_clearly(server):
+    for name in ("never-opened.js", "minicloud.toml"):  # the second one exists on disk, yet is not open
+        uri = (Path(server.workspace) / name).as_uri()
+        for method in ("textDocument/completion", "textDocument/hover"):
+            answer = server.request(method, {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}})
+            error = answer["error"]
+            assert error["message"] == f"document not open: {uri}"
+            assert "traceback" not in json.dumps(error).lower()
+            assert not error.get("data")

@@ -11,17 +11,13 @@ from .base import Feature
 class AbilityFileFeature(Feature):
     name = "ability-files"
 
-    def __init__(self) -> None:
-        # trusted platform keys and the app id, set by the server from the workspace's keys
-        self.trust: tuple[dict, str | None] = ({}, None)
-
     def accepts(self, uri: str, language: str) -> bool:
         return "/abilities/" in uri and uri.endswith(".json")
 
     def diagnostics(self, uri: str, language: str, text: str, snapshot: Snapshot) -> list[types.Diagnostic]:
         from codegen.abilities import AbilityError, verify_text
 
-        trusted, app_id = self.trust
+        trusted, app_id = snapshot.trust  # computed with the snapshot by the index refresh
         try:
             verify_text(text, uri.rsplit("/", 1)[-1], trusted, app_id)
         except AbilityError as err:

@@ -8,6 +8,7 @@ whose trigger fires. Features never do I/O: they read the document and the in-me
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -21,17 +22,28 @@ CODE_LANGUAGES = JS_LANGUAGES | {"python", "java"}
 
 @dataclass(frozen=True)
 class CompletionTrigger:
+    """When a feature completes: the first of `patterns` (or of `by_language[ctx.language]` where the
+    document's language has its own) that matches the text before the cursor. The server hands that
+    match to the feature as `ctx.match`, and advertises `characters` as completion trigger
+    characters."""
+
     patterns: tuple[re.Pattern[str], ...]
     languages: frozenset[str] = frozenset()  # empty: any language
     characters: frozenset[str] = frozenset()
+    by_language: Mapping[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict, hash=False)
 
     def match(self, ctx: Context) -> re.Match[str] | None:
         if self.languages and ctx.language not in self.languages:
             return None
-        for pattern in self.patterns:
+        for pattern in self.by_language.get(ctx.language, self.patterns):
             if m := pattern.search(ctx.line_prefix):
                 return m
         return None
+
+
+def trigger_characters(features: Iterable[Feature]) -> list[str]:
+    """The completion trigger characters of the server: those of its features' triggers."""
+    return sorted({ch for f in features if f.completion_trigger is not None for ch in f.completion_trigger.characters})
 
 
 @dataclass
@@ -44,7 +56,7 @@ class Context:
     line: int  # 0-based
     column: int  # Python index into the line (already converted from UTF-16 and clamped)
     snapshot: Snapshot
-    match: re.Match[str] | None = None
+    match: re.Match[str] | None = None  # the completion trigger's match, set by the server for `completion`
     extra: dict = field(default_factory=dict)
 
     @cached_property
@@ -103,6 +115,7 @@ class Feature:
         return True
 
     def completion(self, ctx: Context) -> list[types.CompletionItem]:
+        """Called only when `completion_trigger` matches; `ctx.match` is that match."""
         return []
 
     def hover(self, ctx: Context) -> types.Hover | None:

@@ -119,17 +119,15 @@ class CapabilityFeature(Feature):
 
     # ---- completion
     def completion(self, ctx: Context) -> list[types.CompletionItem]:
-        for pattern in METHOD_PATTERNS:
-            if (m := pattern.search(ctx.line_prefix)) is None:
-                continue
-            if "cls" in m.groupdict() and m.group("cls") is not None:
-                if ctx.language != "python":
-                    continue
-                return self._methods(ctx, m.start("cls"), as_class=True)
-            if "path" in m.groupdict() and m.group("path") is not None:
-                return self._methods(ctx, m.start("path"), as_path=True)
-            return self._methods(ctx, m.start("method"))
-        return self._params(ctx)
+        m = ctx.match  # the first of the trigger's patterns that matched: a method name, or a key
+        if m is None or m.re not in METHOD_PATTERNS:
+            return self._params(ctx)
+        groups = m.groupdict()
+        if groups.get("cls") is not None:
+            return self._methods(ctx, m.start("cls"), as_class=True) if ctx.language == "python" else self._params(ctx)
+        if groups.get("path") is not None:
+            return self._methods(ctx, m.start("path"), as_path=True)
+        return self._methods(ctx, m.start("method"))
 
     def _methods(self, ctx: Context, start: int, as_class: bool = False, as_path: bool = False):
         items = []

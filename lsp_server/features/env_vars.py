@@ -22,13 +22,14 @@ USE = re.compile(r"process\.env\.(\w+)|process\.env\[\s*['\"`](\w+)|os\.environ\
 
 class EnvVarFeature(Feature):
     name = "env-vars"
-    completion_trigger = CompletionTrigger(tuple(PATTERNS.values()), frozenset(LANG_KEY), frozenset({".", "[", "'", '"'}))
+    completion_trigger = CompletionTrigger(tuple(PATTERNS.values()), frozenset(LANG_KEY), frozenset({".", "[", "'", '"'}),
+                                           by_language={lang: (PATTERNS[key],) for lang, key in LANG_KEY.items()})
 
     def accepts(self, uri: str, language: str) -> bool:
         return language in LANG_KEY
 
     def completion(self, ctx: Context) -> list[types.CompletionItem]:
-        m = PATTERNS[LANG_KEY[ctx.language]].search(ctx.line_prefix)
+        m = ctx.match  # the pattern of the document's language (the trigger's `by_language`)
         if m is None:
             return []
         group = next(g for g in ("name", "quoted", "quoted2") if g in m.groupdict() and m.group(g) is not None)

@@ -43,14 +43,14 @@ class ManifestFeature(Feature):
         return uri.endswith("minicloud.toml")
 
     def completion(self, ctx: Context) -> list[types.CompletionItem]:
-        prefix = ctx.line_prefix
-        if m := HEADER.match(prefix):
+        m = ctx.match  # the first of the trigger's HEADER, VALUE, KEY that matched
+        if m is None:
+            return []
+        if m.re is HEADER:
             return self._tables(ctx, m)
-        if m := VALUE.match(prefix):
+        if m.re is VALUE:
             return self._values(ctx, m)
-        if KEY.match(prefix):
-            return self._keys(ctx)
-        return []
+        return self._keys(ctx)
 
     def _tables(self, ctx: Context, m: re.Match[str]) -> list[types.CompletionItem]:
         envs = sorted(set(DEFAULT_ENVS) | set(re.findall(r"^\s*\[\s*env\.([a-z0-9-]+)", ctx.text, re.M)))

@@ -1,0 +1,115 @@
+"""HTTPS clients for tests (loopback only): one request, and bounded request loops of each kind of client
+a real app meets — a new connection per request, persistent keep-alive connections, long requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+def request(url: str, ca_path: str, data: dict | None = None, timeout: float = 5) -> tuple[int, Any]:
+    with httpx.Client(verify=ca_path, timeout=timeout) as client:
+        response = client.post(url, json=data) if data is not None else client.get(url)
+    try:
+        return response.status_code, response.json()
+    except json.JSONDecodeError:
+        return response.status_code, response.text
+
+
+@dataclass
+class RequestLoop:
+    """`clients` threads request `url` until stopped, each at most every `interval` seconds.
+
+    keep_alive=True: each thread keeps one persistent connection (what browsers and HTTP libraries do);
+    False: a new connection per request. Bounded by `limit` requests per thread.
+    """
+
+    url: str
+    ca_path: str
+    clients: int = 1
+    keep_alive: bool = False
+    interval: float = 0.0
+    timeout: float = 10
+    limit: int = 5000
+    statuses: list[int | str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> RequestLoop:
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.clients)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout + 30)
+
+    def _client(self) -> httpx.Client:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1 if self.keep_alive else 0)
+        return httpx.Client(verify=self.ca_path, timeout=self.timeout, limits=limits)
+
+    def _run(self) -> None:
+        sent = 0
+        with self._client() as client:
+            while not self._stop.is_set() and sent < self.limit:
+                sent += 1
+                try:
+                    status: int | str = client.get(self.url).status_code
+                except httpx.HTTPError as err:  # a closed, refused or reset connection is a failure too
+                    status = type(err).__name__
+                with self._lock:
+                    self.statuses.append(status)
+                if self.interval:
+                    time.sleep(self.interval)
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        """Return once `count` requests have been answered (the loop is really running)."""
+        deadline = time.monotonic() + timeout
+        while len(self.statuses) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(self.statuses)} requests in {timeout}s")
+            time.sleep(0.02)
+
+    @property
+    def failures(self) -> list[int | str]:
+        return [s for s in self.statuses if s != 200]
+
+
+@dataclass
+class LongRequests:
+    """`count` requests to `url` (a slow endpoint), all started at once and in flight together."""
+
+    url: str
+    ca_path: str
+    count: int = 5
+    timeout: float = 60
+    results: list[int | str] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> LongRequests:
+        self._threads = [threading.Thread(target=self._one, daemon=True) for _ in range(self.count)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def _one(self) -> None:
+        try:
+            with httpx.Client(verify=self.ca_path, timeout=self.timeout) as client:
+                self.started.set()
+                status: int | str = client.get(self.url).status_code
+        except httpx.HTTPError as err:
+            status = type(err).__name__
+        self.results.append(status)
+
+    def __exit__(self, *exc) -> None:
+        for t in self._threads:
+            t.join(timeout=self.timeout + 10)
