@@ -18,26 +18,44 @@ import docker
 from docker.errors import APIError, NotFound
 
 from .config import LABEL_RELEASE, LABEL_ROLE
-from .errors import MinicloudError
+from .errors import BadInput, MinicloudError
 from .model import LogLine
 
-_SINCE = re.compile(r"^(\d+)\s*([smhd])$")
+_SINCE = re.compile(r"^([0-9]+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_SINCE_FORMS = "a duration like 30s, 10m, 2h, 1d or an ISO time like 2026-01-02T03:04:05Z"
 
 
 def parse_since(text: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
-    """'10m', '2h', '30s', '1d' or an ISO time -> an aware UTC datetime."""
+    """'10m', '2h', '30s', '1d' or an ISO time -> an aware UTC datetime; BadInput (exit 2) otherwise."""
     if not text:
         return None
     now = now or dt.datetime.now(dt.UTC)
     m = _SINCE.match(text.strip())
     if m:
-        return now - dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except (OverflowError, ValueError):  # beyond datetime's years 1..9999, or too many digits for int()
+            raise BadInput(f"--since {text!r} is out of range; expected {_SINCE_FORMS}") from None
     try:
         when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise MinicloudError(f"--since {text!r}: expected a duration like 10m, 2h, 30s, 1d or an ISO time") from None
+    except (OverflowError, ValueError):
+        raise BadInput(f"--since {text!r}: expected {_SINCE_FORMS}") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def parse_tail(text: str) -> int:
+    """`--tail N`: a whole number of lines, 0 or more; BadInput (exit 2) otherwise. For argparse `type=`."""
+    value = text.strip()
+    if re.fullmatch(r"[0-9]{1,18}", value):
+        return int(value)
+    if re.fullmatch(r"[0-9]+", value):
+        problem = "is too large"
+    elif re.fullmatch(r"-\s*[0-9]+", value):
+        problem = "must not be negative"
+    else:
+        problem = "is not a whole number"
+    raise BadInput(f"--tail {text!r} {problem}; expected a number of lines, 0 or more (e.g. --tail 100)")
 
 
 def compile_grep(pattern: str | None) -> re.Pattern[str] | None:

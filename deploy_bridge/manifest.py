@@ -7,6 +7,7 @@ walks the same tables to complete keys and values.
 
 from __future__ import annotations
 
+import bisect
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +17,14 @@ from typing import Any
 from .errors import ManifestError, ManifestNotFound, UnknownEnv
 
 MANIFEST_NAME = "minicloud.toml"
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+# a DNS label (no '-' at the end): names become host names APP.ENV.localhost
+NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+# App and env names become parts of Docker container, network and volume names
+# (`mc-INSTANCE-APP-ENV-ROLE-RELEASE`), of host names `APP.ENV.localhost` (a DNS label: at most 63
+# characters) and the MariaDB database and user names derived from the app (see credentials.py;
+# MariaDB: database names at most 64 characters, user names at most 80). The limits below keep a margin.
+APP_NAME_MAX = 30
+ENV_NAME_MAX = 20
 VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUNTIMES = ("nodejs", "python", "java")
 DEFAULT_ENVS = ("test", "prod")
@@ -34,6 +42,7 @@ class Field:
     example: str | None = None
     minimum: int | None = None
     maximum: int | None = None
+    max_length: int | None = None  # strings: at most this many characters
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,10 @@ SCHEMA: tuple[Table, ...] = (
         "app",
         "The application: what runs and how minicloud knows it is healthy.",
         (
-            Field("name", "string", "App name; part of the URL https://NAME.ENV.localhost:8443.",
-                  required=True, pattern=NAME_RE, example='"shop"'),
+            Field("name", "string",
+                  "App name; part of the URL https://NAME.ENV.localhost:8443, of container and database "
+                  f"names. Lowercase letters, digits and '-', at most {APP_NAME_MAX} characters.",
+                  required=True, pattern=NAME_RE, max_length=APP_NAME_MAX, example='"shop"'),
             Field("runtime", "string", "Runtime image the app runs on.", required=True, choices=RUNTIMES,
                   example='"nodejs"'),
             Field("start", "string", "Command run in the app folder inside the container.", required=True,
@@ -68,13 +79,19 @@ SCHEMA: tuple[Table, ...] = (
                   pattern=re.compile(r"^/"), example='"/healthz"'),
             Field("health_timeout", "integer", "Seconds a new release has to become healthy.", default=60,
                   minimum=1, maximum=3600, example="60"),
-            Field("drain_seconds", "integer", "Seconds the old release keeps running after the switch.",
-                  default=2, minimum=0, maximum=600, example="2"),
+            Field("drain_seconds", "integer",
+                  "Seconds the old release keeps running after the switch, at least (it runs longer while "
+                  "requests to it are in flight, up to drain_timeout).", default=0, minimum=0, maximum=600,
+                  example="0"),
+            Field("drain_timeout", "integer",
+                  "Seconds the old release is given to finish the requests in flight at a switch before it "
+                  "is stopped.", default=30, minimum=1, maximum=3600, example="30"),
             Field("keep_releases", "integer", "How many release images to keep for rollback.", default=10,
                   minimum=1, maximum=100, example="10"),
         ),
     ),
-    Table("env", "Environments, one table each: [env.test], [env.prod]."),
+    Table("env", "Environments, one table each: [env.test], [env.prod]. Names are lowercase letters, digits "
+                 f"and '-', at most {ENV_NAME_MAX} characters (part of host and container names)."),
     Table(
         "env.*",
         "One environment (its own network, database, gateway routes and app).",
@@ -124,18 +141,34 @@ def schema_table(path: tuple[str, ...]) -> Table | None:
     return None
 
 
+def schema_default(table: str, key: str) -> Any:
+    """The default of `key` in schema table `table` (e.g. "app", "health"): its one definition."""
+    fld = TABLES[table].field(key)
+    if fld is None:
+        raise KeyError(f"{table}.{key} is not in the schema")
+    return fld.default
+
+
+def _with_defaults(table: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The values of the schema fields of `table`: from `data`, else the schema's default."""
+    return {f.name: data.get(f.name, f.default) for f in TABLES[table].fields}
+
+
+# The dataclasses' defaults come from the schema (field names are the schema's keys).
+
+
 @dataclass
 class EnvConfig:
     name: str
     vars: dict[str, str] = field(default_factory=dict)
-    sandbox: bool = True
+    sandbox: bool = schema_default("env.*", "sandbox")
 
 
 @dataclass
 class BuildConfig:
-    trust_host_ca: bool = True
-    ca_bundle: str | None = None
-    install: str | None = None
+    trust_host_ca: bool = schema_default("build", "trust_host_ca")
+    ca_bundle: str | None = schema_default("build", "ca_bundle")
+    install: str | None = schema_default("build", "install")
 
 
 @dataclass
@@ -145,10 +178,11 @@ class Manifest:
     runtime: str
     start: str
     port: int
-    health: str = "/healthz"
-    health_timeout: int = 60
-    drain_seconds: int = 2
-    keep_releases: int = 10
+    health: str = schema_default("app", "health")
+    health_timeout: int = schema_default("app", "health_timeout")
+    drain_seconds: int = schema_default("app", "drain_seconds")
+    drain_timeout: int = schema_default("app", "drain_timeout")
+    keep_releases: int = schema_default("app", "keep_releases")
     envs: dict[str, EnvConfig] = field(default_factory=dict)
     build: BuildConfig = field(default_factory=BuildConfig)
     images: dict[str, str] = field(default_factory=dict)
@@ -168,32 +202,180 @@ class Manifest:
 # ---------------------------------------------------------------- locating keys in the text
 
 
-class _Locator:
-    """Maps table paths and keys to their line in the TOML text (tomllib keeps no positions)."""
+_MLBASIC = re.compile(r'"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"""(?:"{1,2}(?!"))?', re.S)
+_MLLITERAL = re.compile(r"'''[^']*(?:'(?!'')[^']*)*'''(?:'{1,2}(?!'))?")
+_BASIC = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
+_LITERAL = re.compile(r"'[^'\n]*'")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_BLANK = re.compile(r"[ \t]*")
+_SKIP = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")  # whitespace, newlines and comments
+_SCALAR = re.compile(r"""[^\s,\[\]{}#"'=]+""")  # numbers, booleans, dates: nothing to locate in them
+_REST_OF_LINE = re.compile(r"[^\n]*")
 
-    _header = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-    _key = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*=""")
+
+class _Locator:
+    """Maps table paths and keys to their line and columns in the TOML text (tomllib keeps no positions).
+
+    A small tokenizer that follows the TOML structure in one pass: comments, the four kinds of
+    strings (whose contents are skipped, never matched), bare, quoted and dotted keys, `[table]` and
+    `[[array]]` headers, inline tables (keys inside them are located too) and arrays. Linear time: each
+    step consumes at least one character and string bodies are skipped by one regex each. It runs
+    after tomllib accepted the text; on anything unexpected it skips ahead instead of failing.
+    """
 
     def __init__(self, text: str) -> None:
         self.tables: dict[tuple[str, ...], int] = {}
         self.keys: dict[tuple[str, ...], tuple[int, int, int]] = {}
-        current: tuple[str, ...] = ()
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            header = self._header.match(line)
-            if header:
-                current = self._split(header.group(1))
-                self.tables.setdefault(current, lineno)
-                continue
-            key = self._key.match(line)
-            if key:
-                parts = self._split(key.group(1))
-                start = line.index(key.group(1)[0]) + 1
-                self.keys.setdefault((*current, *parts), (lineno, start, start + len(key.group(1))))
+        self._text = text
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        self._scan()
 
-    @staticmethod
-    def _split(dotted: str) -> tuple[str, ...]:
-        parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', dotted)
-        return tuple(next(p for p in groups if p) if any(groups) else "" for groups in parts)
+    # ---- positions
+    def _line_col(self, pos: int) -> tuple[int, int]:
+        line = bisect.bisect_left(self._newlines, pos)  # newlines before pos
+        start = self._newlines[line - 1] + 1 if line else 0
+        return line + 1, pos - start + 1
+
+    # ---- tokens
+    def _string(self, pos: int) -> int | None:
+        """End of the string starting at pos, or None if there is none."""
+        text = self._text
+        if text.startswith('"""', pos):
+            m = _MLBASIC.match(text, pos)
+        elif text.startswith("'''", pos):
+            m = _MLLITERAL.match(text, pos)
+        elif text.startswith('"', pos):
+            m = _BASIC.match(text, pos)
+        elif text.startswith("'", pos):
+            m = _LITERAL.match(text, pos)
+        else:
+            return None
+        return m.end() if m else None
+
+    def _key(self, pos: int) -> tuple[tuple[str, ...], int, int] | None:
+        """A (dotted) key at pos: its parts, where it starts and where it ends; None if none is there."""
+        text = self._text
+        parts: list[str] = []
+        start = end = pos
+        while True:
+            if text.startswith(('"', "'"), pos):
+                m = _BASIC.match(text, pos) if text[pos] == '"' else _LITERAL.match(text, pos)
+                if m is None:
+                    return None
+                parts.append(_unquote(m.group()))
+            else:
+                m = _BARE_KEY.match(text, pos)
+                if m is None:
+                    return None
+                parts.append(m.group())
+            end = m.end()
+            pos = _BLANK.match(text, end).end()
+            if not text.startswith(".", pos):
+                return tuple(parts), start, end
+            pos = _BLANK.match(text, pos + 1).end()
+
+    # ---- structure
+    def _scan(self) -> None:
+        text, n = self._text, len(self._text)
+        current: tuple[str, ...] = ()  # the table of the last header
+        # one frame per open inline table ("{", its path) or array ("[", None); a path of None: inside an
+        # array, where nothing is located
+        stack: list[tuple[str, tuple[str, ...] | None]] = []
+        expect = True  # a key (statement, inline table) or an element (array) comes next
+        pos = 0
+        while pos < n:
+            pos = (_SKIP if stack else _BLANK).match(text, pos).end()
+            if pos >= n:
+                break
+            ch = text[pos]
+            if not stack:
+                if ch in "\r\n#":  # end of the statement: its comment and newline
+                    pos = _REST_OF_LINE.match(text, pos).end() + 1
+                    expect = True
+                elif not expect:  # stray text after a value, e.g. the time of `1979-05-27 07:32:00`
+                    pos = self._skip_token(pos)
+                elif ch == "[":
+                    pos, current = self._header(pos, current)
+                else:
+                    pos, expect = self._key_value(pos, current, stack)
+                continue
+            kind, path = stack[-1]
+            if ch in "]}":
+                stack.pop()
+                pos, expect = pos + 1, False
+            elif ch == ",":
+                pos, expect = pos + 1, True
+            elif not expect:
+                pos = self._skip_token(pos)
+            elif kind == "{":
+                pos, expect = self._key_value(pos, path, stack)
+            else:
+                depth = len(stack)
+                pos = self._value(pos, None, stack)
+                expect = len(stack) > depth
+
+    def _key_value(self, pos: int, base: tuple[str, ...] | None,
+                   stack: list[tuple[str, tuple[str, ...] | None]]) -> tuple[int, bool]:
+        """`key = value` at pos: locate the key, skip or open the value; (where to go on, expect)."""
+        text = self._text
+        key = self._key(pos)
+        if key is None:  # not a key after all: skip the line (or one character inside an inline table)
+            return (_REST_OF_LINE.match(text, pos).end() if not stack else pos + 1), not stack
+        parts, start, end = key
+        path = None if base is None else (*base, *parts)
+        if path is not None:
+            self._add_key(path, start, end)
+        pos = _BLANK.match(text, end).end()
+        if text.startswith("=", pos):
+            pos = _BLANK.match(text, pos + 1).end()
+        depth = len(stack)
+        pos = self._value(pos, path, stack)
+        return pos, len(stack) > depth
+
+    def _value(self, pos: int, path: tuple[str, ...] | None, stack: list[tuple[str, tuple[str, ...] | None]]) -> int:
+        """Skip the value at pos, or open its inline table or array on the stack; where scanning goes on."""
+        text = self._text
+        if pos >= len(text):
+            return pos
+        if text[pos] == "{":
+            if path is not None:
+                self.tables.setdefault(path, self._line_col(pos)[0])
+            stack.append(("{", path))
+            return pos + 1
+        if text[pos] == "[":
+            stack.append(("[", None))
+            return pos + 1
+        if text[pos] in "]},\r\n#":
+            return pos  # no value here: the caller's structure goes on
+        return self._skip_token(pos)
+
+    def _skip_token(self, pos: int) -> int:
+        """The end of the string or scalar at pos (at least one character on)."""
+        end = self._string(pos)
+        if end is None:
+            m = _SCALAR.match(self._text, pos)
+            end = m.end() if m else pos
+        return max(end, pos + 1)
+
+    def _header(self, pos: int, current: tuple[str, ...]) -> tuple[int, tuple[str, ...]]:
+        """`[a.b]` or `[[a.b]]` at pos: the new current table; scanning goes on after the brackets."""
+        text = self._text
+        double = text.startswith("[[", pos)
+        key = self._key(_BLANK.match(text, pos + (2 if double else 1)).end())
+        if key is None:
+            return _REST_OF_LINE.match(text, pos).end(), current
+        path, _, end = key
+        line = self._line_col(pos)[0]
+        for n in range(1, len(path) + 1):
+            self.tables.setdefault(path[:n], line)
+        close = _BLANK.match(text, end).end()
+        return close + (2 if double and text.startswith("]]", close) else 1), path
+
+    def _add_key(self, path: tuple[str, ...], start: int, end: int) -> None:
+        line, col = self._line_col(start)
+        for n in range(1, len(path)):
+            self.tables.setdefault(path[:n], line)
+        self.keys.setdefault(path, (line, col, col + (end - start)))
 
     def where(self, path: tuple[str, ...]) -> tuple[int, int, int | None]:
         if path in self.keys:
@@ -207,6 +389,15 @@ class _Locator:
         return 1, 1, None
 
 
+def _unquote(raw: str) -> str:
+    if raw.startswith("'"):
+        return raw[1:-1]
+    try:
+        return next(iter(tomllib.loads(f"{raw} = 0")))
+    except (tomllib.TOMLDecodeError, StopIteration):
+        return raw[1:-1]
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -217,6 +408,9 @@ def _check_value(fld: Field, value: Any) -> str | None:
         return f"expected {fld.kind}, got {_toml_kind(value)}"
     if fld.choices and value not in fld.choices:
         return f"must be one of {', '.join(fld.choices)}; got {value!r}"
+    if fld.max_length is not None and len(value) > fld.max_length:
+        return (f"is {len(value)} characters long; at most {fld.max_length} allowed "
+                "(it becomes part of host, container and database names)")
     if fld.pattern is not None and not fld.pattern.match(value):
         return f"{value!r} does not match {fld.pattern.pattern}"
     if fld.minimum is not None and value < fld.minimum:
@@ -263,7 +457,10 @@ def validate(data: dict[str, Any], text: str, file: str) -> list[ManifestError]:
             child = schema_table(here)
             if child is not None and (spec.path == "env" or isinstance(value, dict)):
                 if spec.path == "env" and not NAME_RE.match(key):
-                    report(here, "environment names are lowercase letters, digits and '-'")
+                    report(here, "environment names are lowercase letters, digits and '-' (not at the end)")
+                elif spec.path == "env" and len(key) > ENV_NAME_MAX:
+                    report(here, f"environment name is {len(key)} characters long; at most {ENV_NAME_MAX} "
+                                 "allowed (it becomes part of host, container and database names)")
                 if not isinstance(value, dict):
                     report(here, f"expected a table, got {_toml_kind(value)}")
                 else:
@@ -296,33 +493,31 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         if len(problems) > 1:
             first.details = "\n".join(p.message for p in problems[1:])
         raise first
-    app = data["app"]
     envs_data = data.get("env") or {name: {} for name in DEFAULT_ENVS}
     envs = {
-        name: EnvConfig(name, {k: str(v) for k, v in (spec.get("vars") or {}).items()}, spec.get("sandbox", True))
+        name: EnvConfig(name, {k: str(v) for k, v in (spec.get("vars") or {}).items()},
+                        **_with_defaults("env.*", spec))
         for name, spec in envs_data.items()
     }
-    build = data.get("build", {})
     return Manifest(
         path=path,
-        name=app["name"],
-        runtime=app["runtime"],
-        start=app["start"],
-        port=app["port"],
-        health=app.get("health", "/healthz"),
-        health_timeout=app.get("health_timeout", 60),
-        drain_seconds=app.get("drain_seconds", 2),
-        keep_releases=app.get("keep_releases", 10),
+        **_with_defaults("app", data["app"]),
         envs=envs,
-        build=BuildConfig(build.get("trust_host_ca", True), build.get("ca_bundle"), build.get("install")),
+        build=BuildConfig(**_with_defaults("build", data.get("build", {}))),
         images=dict(data.get("images", {})),
     )
 
 
 def check_manifest_text(text: str, file: str) -> tuple[list[ManifestError], dict[str, Any]]:
     """All problems of a manifest text (syntax or schema) and the parsed data (empty on syntax error)."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark, as some editors write one
+    if not text.strip():
+        return [ManifestError(file, 1, "", "the file is empty; it needs at least an [app] table with "
+                                           "name, runtime, start and port")], {}
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        return [ManifestError(file, 1, "", "TOML nested too deeply")], {}
     except tomllib.TOMLDecodeError as err:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
@@ -341,7 +536,25 @@ def find_workspace(start: Path | None = None) -> Path:
                            hint="run in your app's folder, pass --workspace DIR, or create minicloud.toml")
 
 
+def read_manifest_text(path: Path) -> str:
+    """The text of a manifest file; a ManifestError (not a traceback) if it is unreadable or not UTF-8."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ManifestError(str(path), 1, "", f"cannot read the file: {err.strerror or err}") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark: accepted, not part of the text
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = len(raw[line_start:err.start].decode("utf-8", errors="replace")) + 1
+        raise ManifestError(str(path), line, "", f"not UTF-8: byte 0x{raw[err.start]:02x} at column {column}; "
+                                                 "save the file as UTF-8",
+                            column=column, end_column=column + 1) from None
+
+
 def load_manifest(workspace: Path | None = None) -> Manifest:
     ws = find_workspace(workspace)
     path = ws / MANIFEST_NAME
-    return parse_manifest(path.read_text(encoding="utf-8"), path)
+    return parse_manifest(read_manifest_text(path), path)

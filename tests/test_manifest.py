@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from deploy_bridge.config import Settings
+from deploy_bridge.credentials import credentials
 from deploy_bridge.errors import ManifestError, ManifestNotFound, UnknownEnv
-from deploy_bridge.manifest import SCHEMA, check_manifest_text, find_workspace, load_manifest, parse_manifest
+from deploy_bridge.manifest import (
+    APP_NAME_MAX,
+    ENV_NAME_MAX,
+    SCHEMA,
+    TABLES,
+    BuildConfig,
+    EnvConfig,
+    Manifest,
+    check_manifest_text,
+    find_workspace,
+    load_manifest,
+    parse_manifest,
+)
 
 GOOD = """\
 [app]
@@ -77,3 +92,114 @@ def test_schema_documents_every_field():
         assert table.doc
         for f in table.fields:
             assert f.doc and f.kind in {"string", "integer", "boolean"}, f
+
+
+# ---------------------------------------------------------------- defaults: the schema is the one definition
+
+MINIMAL = '[app]\nname = "shop"\nruntime = "nodejs"\nstart = "node server.js"\nport = 3000\n'
+
+
+def _parsed_value(m, table: str, key: str):
+    """Where parse_manifest puts the value of schema key `table.key`."""
+    readers = {
+        "app": lambda: getattr(m, key),
+        "env.*": lambda: getattr(m.env("test"), key),
+        "build": lambda: getattr(m.build, key),
+        "images": lambda: m.images.get(key),
+    }
+    return readers[table]()
+
+
+def test_every_schema_default_is_what_parse_manifest_returns_when_the_key_is_omitted(tmp_path: Path):
+    m = parse_manifest(MINIMAL, tmp_path / "minicloud.toml")
+    optional = [(t.path, f) for t in SCHEMA for f in t.fields if not f.required]
+    assert {path for path, _ in optional} == {"app", "env.*", "build", "images"}
+    for path, f in optional:
+        assert _parsed_value(m, path, f.name) == f.default, f"{path}.{f.name}"
+    # the dataclasses' own defaults are the schema's too
+    for cls, table in ((Manifest, "app"), (EnvConfig, "env.*"), (BuildConfig, "build")):
+        for dc_field in dataclasses.fields(cls):
+            fld = TABLES[table].field(dc_field.name)
+            if fld is not None and not fld.required:
+                assert dc_field.default == fld.default, f"{table}.{fld.name}"
+
+
+def test_parse_manifest_reads_defaults_from_the_schema(monkeypatch, tmp_path: Path):
+    def changed(table: str, key: str, default):
+        old = TABLES[table]
+        fields = tuple(dataclasses.replace(f, default=default) if f.name == key else f for f in old.fields)
+        monkeypatch.setitem(TABLES, table, dataclasses.replace(old, fields=fields))
+
+    changed("app", "health_timeout", 123)
+    changed("env.*", "sandbox", False)
+    changed("build", "trust_host_ca", False)
+    m = parse_manifest(MINIMAL, tmp_path / "minicloud.toml")
+    assert (m.health_timeout, m.env("prod").sandbox, m.build.trust_host_ca) == (123, False, False)
+
+
+# ---------------------------------------------------------------- bad bytes, BOM, empty file
+
+
+def _load(tmp_path: Path, raw: bytes):
+    (tmp_path / "minicloud.toml").write_bytes(raw)
+    return load_manifest(tmp_path)
+
+
+def test_a_non_utf8_byte_is_a_manifest_error_with_its_line_and_column(tmp_path: Path):
+    raw = GOOD.replace('start = "node server.js"', 'start = "nöde \udcff"').encode("utf-8", "surrogateescape")
+    with pytest.raises(ManifestError) as err:
+        _load(tmp_path, raw)
+    assert (err.value.line, err.value.column, err.value.exit_code) == (4, 15, 2)
+    assert "not UTF-8" in err.value.render() and "0xff" in err.value.render()
+    assert f"{tmp_path / 'minicloud.toml'}:4:" in err.value.render()
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path):
+    m = _load(tmp_path, b"\xef\xbb\xbf" + GOOD.encode())
+    assert (m.name, m.port) == ("shop", 3000)
+    errors, _ = check_manifest_text("\ufeff" + GOOD.replace("port = 3000", "port = 0"), "m.toml")
+    assert [(e.key, e.line) for e in errors] == [("app.port", 5)]
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n  \n", b"\xef\xbb\xbf"])
+def test_an_empty_file_is_one_clear_manifest_error(tmp_path: Path, raw: bytes):
+    with pytest.raises(ManifestError) as err:
+        _load(tmp_path, raw)
+    assert err.value.exit_code == 2 and "empty" in err.value.problem and "[app]" in err.value.problem
+
+
+def test_deep_nesting_is_a_manifest_error_not_a_traceback():
+    errors, _ = check_manifest_text(MINIMAL + "x = " + "[" * 50000 + "]" * 50000 + "\n", "m.toml")
+    assert len(errors) == 1 and errors[0].exit_code == 2
+
+
+# ---------------------------------------------------------------- names fit where they are used
+
+
+def test_a_long_app_name_fails_in_validation_naming_the_key_the_limit_and_the_line(tmp_path: Path):
+    errors, _ = check_manifest_text(GOOD.replace('"shop"', '"' + "a" * 70 + '"'), "m.toml")
+    assert [(e.key, e.line) for e in errors] == [("app.name", 2)]
+    assert str(APP_NAME_MAX) in errors[0].problem and "70" in errors[0].problem
+    with pytest.raises(ManifestError) as err:
+        _load(tmp_path, GOOD.replace('"shop"', '"' + "a" * 70 + '"').encode())
+    assert f"{tmp_path / 'minicloud.toml'}:2: app.name:" in err.value.render() and err.value.exit_code == 2
+    assert str(APP_NAME_MAX) in TABLES["app"].field("name").doc  # documented where editors show it
+
+
+def test_a_long_env_name_or_a_trailing_hyphen_fails_in_validation():
+    errors, _ = check_manifest_text(GOOD.replace("[env.prod]\n", "[env." + "p" * 21 + "]\n"), "m.toml")
+    assert [(e.key, e.line) for e in errors] == [("env." + "p" * 21, 9)]
+    assert str(ENV_NAME_MAX) in errors[0].problem and str(ENV_NAME_MAX) in TABLES["env"].doc
+    errors, _ = check_manifest_text(GOOD.replace('"shop"', '"shop-"'), "m.toml")
+    assert [(e.key, e.line) for e in errors] == [("app.name", 2)]
+
+
+def test_the_longest_names_allowed_fit_docker_dns_and_mariadb(tmp_path: Path):
+    app, env = "a" * (APP_NAME_MAX - 1) + "1", "e" * ENV_NAME_MAX
+    text = GOOD.replace('"shop"', f'"{app}"').replace("[env.prod]\n[env.prod.vars]", f"[env.{env}]\n[env.{env}.vars]")
+    m = parse_manifest(text, tmp_path / "minicloud.toml")
+    assert env in m.envs
+    s = Settings(home=tmp_path, instance="default", gateway_port=8443)
+    assert all(len(label) <= 63 for label in s.app_host(app, env).split("."))
+    creds = credentials(tmp_path, env, app)
+    assert len(creds.database) <= 64 and len(creds.user) <= 80

@@ -155,13 +155,12 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def _tail(text: str) -> int:
+    from ..logs import parse_tail
+
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of lines (0 or more), got {text!r}")
-    return value
+        return parse_tail(text)
+    except BadInput as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
