@@ -29,7 +29,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {  # metric: (goal, "<" or ">")
     "completion_p99_ms": (5.0, "<"), "initialize_ms": (600.0, "<"), "rss_idle_mb": (80.0, "<"),
     "deploy_s": (3.0, "<"), "deploy_failed_requests": (0, "<="), "rollback_s": (2.0, "<"),
-    "rollback_failed_requests": (0, "<="), "log_latency_p95_ms": (100.0, "<"), "log_lines_per_s": (10_000, ">"),
+    "rollback_failed_requests": (0, "<="), "deploy_failed_requests_keepalive": (0, "<="),
+    "rollback_failed_requests_keepalive": (0, "<="), "log_latency_p95_ms": (100.0, "<"), "log_lines_per_s": (10_000, ">"),
     "completion_flood_ratio": (1.5, "<"),
 }
 PACKAGES = ["FACE_TO_FACE_PAYMENT", "JSAPI_PAY", "QUICK_WAP_WAY", "FAST_INSTANT_TRADE_PAY", "QUICK_MSECURITY_PAY",
@@ -76,36 +77,47 @@ def bump(workspace: Path) -> None:
 
 
 def measure_cloud(cloud, runs: int, out: dict[str, Any]) -> None:
-    from tests.webclient import RequestLoop
+    """Deploy and rollback times, and the failed requests of both kinds of client across them: a new
+    connection per request, and 20 persistent keep-alive connections (one request each every 10 ms)."""
+    from bench.load import RequestLoop
 
     ca = cloud.ca_path()
     url = cloud.url("test") + "/healthz"
     # "deploy_s" is the time to healthy and switched (what the user waits for); the totals add the
     # drain and the stop of the old release, which run after the switch
-    deploys, deploy_fail, deploy_reqs, rollbacks, rollback_fail = [], 0, 0, [], 0
-    deploy_totals, rollback_totals = [], []
+    times: dict[str, list[float]] = {"deploy": [], "rollback": [], "deploy_total": [], "rollback_total": []}
+    counts = {f"{verb}_{what}": 0 for verb in ("deploy", "rollback")
+              for what in ("failed", "requests", "failed_keepalive", "requests_keepalive")}
+
+    def measured(verb: str, switch) -> None:
+        fresh = RequestLoop(url, ca, limit=100_000)
+        kept = RequestLoop(url, ca, clients=20, keep_alive=True, interval=0.01, limit=100_000)
+        with fresh, kept:
+            fresh.wait_for(10)
+            kept.wait_for(100)
+            start = time.perf_counter()
+            times[verb].append(switch().seconds)
+            times[f"{verb}_total"].append(time.perf_counter() - start)
+            fresh.wait_for(len(fresh.statuses) + 10)
+            kept.wait_for(len(kept.statuses) + 100)
+        counts[f"{verb}_failed"] += len(fresh.failures)
+        counts[f"{verb}_requests"] += len(fresh.statuses)
+        counts[f"{verb}_failed_keepalive"] += len(kept.failures)
+        counts[f"{verb}_requests_keepalive"] += len(kept.statuses)
+
     for i in range(runs):
         bump(cloud.workspace)
-        with RequestLoop(url, ca, limit=100_000) as loop:
-            time.sleep(0.2)
-            start = time.perf_counter()
-            deploys.append(cloud.deploy("test").seconds)
-            deploy_totals.append(time.perf_counter() - start)
-            time.sleep(0.2)
-        deploy_fail += len(loop.failures)
-        deploy_reqs += len(loop.statuses)
-        with RequestLoop(url, ca, limit=100_000) as loop:
-            time.sleep(0.2)
-            start = time.perf_counter()
-            rollbacks.append(cloud.rollback("test").seconds)
-            rollback_totals.append(time.perf_counter() - start)
-            time.sleep(0.2)
-        rollback_fail += len(loop.failures)
-        log(f"deploy {deploys[-1]:.2f}s, rollback {rollbacks[-1]:.2f}s (run {i + 1}/{runs})")
-    out.update(deploy_s=statistics.median(deploys), deploy_failed_requests=deploy_fail, deploy_requests=deploy_reqs,
-               rollback_s=statistics.median(rollbacks), rollback_failed_requests=rollback_fail,
-               deploy_total_s=statistics.median(deploy_totals), rollback_total_s=statistics.median(rollback_totals),
-               deploy_runs=runs)
+        measured("deploy", lambda: cloud.deploy("test"))
+        measured("rollback", lambda: cloud.rollback("test"))
+        log(f"deploy {times['deploy'][-1]:.2f}s, rollback {times['rollback'][-1]:.2f}s (run {i + 1}/{runs})")
+    out.update(deploy_s=statistics.median(times["deploy"]), rollback_s=statistics.median(times["rollback"]),
+               deploy_total_s=statistics.median(times["deploy_total"]),
+               rollback_total_s=statistics.median(times["rollback_total"]), deploy_runs=runs,
+               deploy_failed_requests=counts["deploy_failed"], deploy_requests=counts["deploy_requests"],
+               deploy_failed_requests_keepalive=counts["deploy_failed_keepalive"],
+               deploy_requests_keepalive=counts["deploy_requests_keepalive"],
+               rollback_failed_requests=counts["rollback_failed"],
+               rollback_failed_requests_keepalive=counts["rollback_failed_keepalive"])
 
 
 # ------------------------------------------------------------------ the language server
@@ -206,7 +218,7 @@ def measure_empty_server(workspace: Path, count: int) -> float:
 def measure_lsp(cloud, workspace: Path, quick: bool, out: dict[str, Any]) -> None:
     from .lsp import TimedClient
 
-    command = [str(ROOT / ".venv" / "bin" / "minicloud-lsp")]
+    command = [str(Path(sys.executable).parent / "minicloud-lsp")]  # beside the interpreter running the bench
     starts = []
     for _ in range(3 if quick else 7):
         c = TimedClient(command, workspace)
@@ -240,7 +252,7 @@ def measure_lsp(cloud, workspace: Path, quick: bool, out: dict[str, Any]) -> Non
         client.request("workspace/executeCommand", {"command": "minicloud.logs.tail",
                                                     "arguments": [{"env": "test", "role": "app", "since": "1s"}]})
         client.wait(1.5)
-        from tests.webclient import request
+        from bench.load import request
 
         ca, base = cloud.ca_path(), cloud.url("test")
         marks = 40 if quick else 150

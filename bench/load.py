@@ -1,9 +1,10 @@
-"""HTTPS clients for tests (loopback only): one request, and bounded request loops of each kind of client
+"""HTTPS load clients for the bench and the tests (loopback only): one request, and bounded request loops of each kind of client
 a real app meets — a new connection per request, persistent keep-alive connections, long requests."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,8 +13,13 @@ from typing import Any
 import httpx
 
 
+def trusting(ca_path: str) -> ssl.SSLContext:
+    """A TLS context that trusts the instance's local CA."""
+    return ssl.create_default_context(cafile=ca_path)
+
+
 def request(url: str, ca_path: str, data: dict | None = None, timeout: float = 5) -> tuple[int, Any]:
-    with httpx.Client(verify=ca_path, timeout=timeout) as client:
+    with httpx.Client(verify=trusting(ca_path), timeout=timeout) as client:
         response = client.post(url, json=data) if data is not None else client.get(url)
     try:
         return response.status_code, response.json()
@@ -54,7 +60,7 @@ class RequestLoop:
 
     def _client(self) -> httpx.Client:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1 if self.keep_alive else 0)
-        return httpx.Client(verify=self.ca_path, timeout=self.timeout, limits=limits)
+        return httpx.Client(verify=trusting(self.ca_path), timeout=self.timeout, limits=limits)
 
     def _run(self) -> None:
         sent = 0
@@ -103,7 +109,7 @@ class LongRequests:
 
     def _one(self) -> None:
         try:
-            with httpx.Client(verify=self.ca_path, timeout=self.timeout) as client:
+            with httpx.Client(verify=trusting(self.ca_path), timeout=self.timeout) as client:
                 self.started.set()
                 status: int | str = client.get(self.url).status_code
         except httpx.HTTPError as err:

@@ -33,14 +33,6 @@ def client() -> docker.DockerClient:
         raise EngineUnavailable(f"no Docker engine answers at {where} ({type(err).__name__})", hint=_HINT) from None
 
 
-def engine_available() -> bool:
-    try:
-        client()
-        return True
-    except EngineUnavailable:
-        return False
-
-
 def remove_instance(docker_client: docker.DockerClient, instance: str) -> None:
     """Remove everything labelled with a minicloud instance: containers, networks, volumes, images.
 
@@ -48,6 +40,11 @@ def remove_instance(docker_client: docker.DockerClient, instance: str) -> None:
     label and is kept. Used by the tests and the benchmark to remove exactly their own throw-away cloud.
     """
     label = {"label": f"minicloud.instance={instance}"}
+    # the keeper first: it would start again what is being removed
+    for keeper in docker_client.containers.list(all=True, filters={"label": [
+            f"minicloud.instance={instance}", "minicloud.role=keeper"]}):
+        with contextlib.suppress(DockerException):
+            keeper.remove(force=True)
     for kind, remove in (
         (docker_client.containers.list(all=True, filters=label), lambda c: c.remove(force=True)),
         (docker_client.networks.list(filters=label), lambda n: n.remove()),

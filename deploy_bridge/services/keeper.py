@@ -148,11 +148,20 @@ class Keeper:
         while True:
             try:
                 for event in self.engine.events(self.instance):
-                    self._safely(lambda event=event: self.settled(event.get("id", "")))
-                    self._safely(self.reconcile)
+                    self._safely(lambda event=event: self.on_die(event))
             except OSError as err:
                 print(f"keeper: the engine's event stream broke ({err}); reconnecting", flush=True)
             time.sleep(1)  # the engine restarts: do not spin
+
+    def on_die(self, event: dict) -> None:
+        container_id = event.get("id", "")
+        name = (event.get("Actor") or {}).get("Attributes", {}).get("name", container_id[:12])
+        self.settled(container_id)
+        containers = self.engine.containers(self.instance)
+        if container_id in self.wanted(containers):
+            self.reconcile()
+        elif any(c["Id"] == container_id for c in containers):
+            print(f"keeper: {name} stopped; left stopped (not routed, or its env is stopped)", flush=True)
 
     def settled(self, container_id: str, timeout: float = 5.0) -> None:
         """Wait until the engine has recorded the exit of a container whose `die` event just came
