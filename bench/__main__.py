@@ -329,8 +329,9 @@ def machine() -> dict[str, Any]:
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def print_table(results: dict[str, Any]) -> None:
-    print(f"{'metric':36} {'value':>12}  {'goal':>10}  ")
+def table_rows(results: dict[str, Any]) -> list[tuple[str, float, str, str]]:
+    """(metric, value, goal, verdict) for every figure of a run."""
+    rows = []
     for key, value in results.items():
         if not isinstance(value, int | float) or isinstance(value, bool):
             continue
@@ -340,7 +341,25 @@ def print_table(results: dict[str, Any]) -> None:
             target, op = goal
             ok = value < target if op == "<" else value > target if op == ">" else value <= target
             verdict, goal_text = ("ok" if ok else "MISS"), f"{op} {target:g}"
+        rows.append((key, value, goal_text, verdict))
+    return rows
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"{'metric':36} {'value':>12}  {'goal':>10}  ")
+    for key, value, goal_text, verdict in table_rows(results):
         print(f"{key:36} {value:12.2f}  {goal_text:>10}  {verdict}")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The run as README shows it (bench/results/latest.md): written by the bench, never copied by hand."""
+    m = results.get("machine", {})
+    lines = [f"# Latest benchmark run ({'quick' if results.get('quick') else 'full'})", "",
+             f"{m.get('date', '')}, {m.get('cpu', '')}, Python {m.get('python', '')}, Docker {m.get('docker', '')}", "",
+             "| figure | median | goal | |", "|---|---|---|---|"]
+    lines += [f"| `{key}` | {value:.2f} | {goal} | {verdict} |" for key, value, goal, verdict in table_rows(results)]
+    lines += [""] + [f"- {note}" for note in results.get("notes", [])]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = machine()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(results))
     print_table(results)
     return 0
 

@@ -308,3 +308,14 @@ def test_ability_trust_is_part_of_the_snapshot(workspace):
     assert feature.diagnostics(path.as_uri(), "json", path.read_text(), snap) == []
     [diag] = feature.diagnostics(path.as_uri(), "json", path.read_text(), Snapshot("test"))  # no keys: untrusted
     assert diag.severity == types.DiagnosticSeverity.Error
+
+
+async def test_env_tables_offer_their_keys_and_the_vars_table(client, workspace):
+    from .lsp_helpers import complete
+
+    items = await complete(client, workspace, "minicloud.toml",
+                           '[app]\nname = "shop"\nruntime = "nodejs"\nstart = "x"\nport = 1\n\n[env.test]\n|', "toml")
+    labels = {i.label for i in items}
+    assert {"sandbox", "vars"} <= labels
+    vars_item = next(i for i in items if i.label == "vars")
+    assert vars_item.insert_text.startswith("vars = {")

@@ -46,3 +46,23 @@ def test_since_and_grep():
     with pytest.raises(MinicloudError) as err:
         compile_grep("([unclosed")
     assert "--grep" in err.value.render()
+
+
+@pytest.mark.parametrize("padding", [0, 1_100_000, (1 << 20) - 8, 5 * (1 << 20)])
+def test_a_private_key_anywhere_in_a_file_keeps_it_out(tmp_path: Path, padding: int):
+    """Whole files are scanned: a key after 1.1 MB of padding (or across a chunk boundary) is found."""
+    (tmp_path / "bundle.js").write_bytes(b"x" * padding + b"\n-----BEGIN PRIVATE KEY-----\nMIIE\n")
+    (tmp_path / "ok.js").write_bytes(b"y" * padding)
+    files, refused = workspace_files(tmp_path)
+    assert refused == ["bundle.js"]
+    assert [rel for rel, _ in files] == ["ok.js"]
+
+
+def test_dockerignore_is_read_as_docker_reads_it(tmp_path: Path):
+    for rel in ("a/b/c.txt", "a/keep.txt", "docs/x.md", "docs/keep.md", "deep/node_modules/m.js"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    # `**` patterns and `!` exceptions, which a per-name fnmatch got wrong
+    (tmp_path / ".dockerignore").write_text("a/**/c.txt\ndocs/*.md\n!docs/keep.md\n")
+    names = {rel for rel, _ in workspace_files(tmp_path)[0]}
+    assert names == {".dockerignore", "a/keep.txt", "docs/keep.md"}

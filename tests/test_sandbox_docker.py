@@ -176,3 +176,22 @@ def test_sandbox_info_json(cloud_env, sandbox):
     for key in ("app_private_key_path", "platform_public_key_path"):
         assert Path(info[key]).read_text().startswith("-----BEGIN")
     assert Path(info["app_private_key_path"]).stat().st_mode & 0o777 == 0o600
+
+
+def test_the_sandbox_log_says_what_a_new_grant_allows(cloud_env, sandbox):
+    """A grant made while the sandbox runs shows in its log at once, with the env's own name in hints."""
+    package = cloud_env.workspace / "abilities" / "QUICK_WAP_WAY.json"
+    package.unlink(missing_ok=True)
+    try:
+        assert cli(cloud_env.workspace, "abilities", "grant", "test", "QUICK_WAP_WAY").returncode == 0
+        deadline = time.monotonic() + 20
+        while True:
+            out = cli(cloud_env.workspace, "logs", "test", "--role", "sandbox", "--grep", "granted")
+            lines = out.stdout.strip().splitlines()
+            if lines and "alipay.trade.wap.pay" in lines[-1] and "granted now" in lines[-1]:
+                break
+            assert time.monotonic() < deadline, lines[-3:]
+            time.sleep(0.3)
+        assert "grant ENV" not in out.stdout
+    finally:
+        package.unlink(missing_ok=True)

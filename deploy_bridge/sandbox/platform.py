@@ -43,7 +43,7 @@ def ensure(client: docker.DockerClient, settings: Settings, edge: Edge, app: str
                  "--app-id", keys.app_id, "--key-id", keys.key_id,
                  "--platform-private-key", "/keys/platform_private.pem",
                  "--app-public-key", "/keys/app_public.pem",
-                 "--abilities", "/abilities", "--state", "/data/state.json"],
+                 "--abilities", "/abilities", "--state", "/data/state.json", "--env", env],
         volumes={str(keys.platform_private): {"bind": "/keys/platform_private.pem", "mode": "ro"},
                  str(keys.app_public): {"bind": "/keys/app_public.pem", "mode": "ro"},
                  str(keys.platform_public): {"bind": "/keys/platform_public.pem", "mode": "ro"},

@@ -204,6 +204,9 @@ def business(api: Api, biz: dict[str, Any], trades: Trades) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the gateway
+_grants_lock = threading.Lock()
+
+
 @dataclass
 class Platform:
     app_id: str
@@ -213,19 +216,30 @@ class Platform:
     app_public_key: Any
     abilities_dir: Path
     trades: Trades
+    env: str = "ENV"
     _granted: set[str] | None = None
     _stamp: tuple | None = None
 
     def granted(self) -> set[str]:
         """Methods granted by valid packages; re-read when the folder changes (grant/verify edit it)."""
+        with _grants_lock:
+            return self._read_grants()
+
+    def _read_grants(self) -> set[str]:
         files = sorted(self.abilities_dir.glob("*.json")) if self.abilities_dir.is_dir() else []
         stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
         if stamp != self._stamp:
             abilities, errors = load_abilities(self.abilities_dir, {self.key_id: self.public_pem}, self.app_id)
             for err in errors:
                 log(f"ability package refused: {Path(err.file).name}: {err.kind}: {err.message}")
-            self._granted, self._stamp = granted_methods(abilities), stamp
+            before, self._granted, self._stamp = self._granted, granted_methods(abilities), stamp
+            if before is not None and before != self._granted:  # the log's last word follows the grants
+                log(f"granted now: {self.describe_grants()}")
         return self._granted or set()
+
+    def describe_grants(self) -> str:
+        return ", ".join(sorted(self._granted or ())) or \
+            f"nothing yet (minicloud abilities grant {self.env} PACKAGE)"
 
     def check_call(self, api: Api, given: dict[str, Any]) -> None:
         if api.method not in self.granted():
@@ -423,7 +437,7 @@ def make_platform(args: argparse.Namespace) -> Platform:
                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
     app_public = serialization.load_pem_public_key(Path(args.app_public_key).read_bytes())
     return Platform(args.app_id, args.key_id, private_key, public_pem, app_public, Path(args.abilities),
-                    Trades(Path(args.state)))
+                    Trades(Path(args.state)), env=args.env)
 
 
 def serve(platform: Platform, host: str, port: int) -> ThreadingHTTPServer:
@@ -441,11 +455,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app-public-key", required=True)
     parser.add_argument("--abilities", required=True)
     parser.add_argument("--state", required=True)
+    parser.add_argument("--env", default="ENV", help="the env's name, for the hints in the log")
     args = parser.parse_args(argv)
     platform = make_platform(args)
     server = serve(platform, args.host, args.port)
-    log(f"sandbox open platform for app {args.app_id} on :{args.port}; granted: "
-        f"{', '.join(sorted(platform.granted())) or 'nothing yet (minicloud abilities grant ENV PACKAGE)'}")
+    platform.granted()
+    log(f"sandbox open platform for app {args.app_id} on :{args.port}; granted: {platform.describe_grants()}")
+
+    def watch_grants() -> None:  # a grant shows in the log when it is made, not at the next call
+        while True:
+            time.sleep(1)
+            with contextlib.suppress(Exception):
+                platform.granted()
+
+    threading.Thread(target=watch_grants, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0

@@ -82,6 +82,17 @@ class ManifestFeature(Feature):
                 documentation=types.MarkupContent(types.MarkupKind.Markdown, _field_doc(f)),
                 sort_text=("0" if f.required else "1") + f.name,
                 insert_text=f"{f.name} = "))
+        # tables nested in this one ([env.test] holds `vars`): offered as an inline table
+        path = current_table(ctx.lines, ctx.line)
+        for child in SCHEMA:
+            parts = child.path.split(".")
+            if len(parts) == len(path) + 1 and schema_table((*path, parts[-1])) is child \
+                    and parts[-1] != "*" and parts[-1] not in present:
+                items.append(types.CompletionItem(
+                    label=parts[-1], kind=types.CompletionItemKind.Module, detail="table",
+                    documentation=types.MarkupContent(types.MarkupKind.Markdown,
+                                                      f"{child.doc}\n\nAlso as a table: `[{'.'.join((*path, parts[-1]))}]`"),
+                    sort_text="2" + parts[-1], insert_text=f"{parts[-1]} = {{ }}"))
         return items
 
     def _values(self, ctx: Context, m: re.Match[str]) -> list[types.CompletionItem]:
