@@ -5,8 +5,6 @@ Its credentials are in credentials.py.
 
 from __future__ import annotations
 
-import time
-
 import docker
 from docker.errors import NotFound
 
@@ -14,6 +12,7 @@ from .config import LOG_CONFIG, Settings
 from .credentials import DB_ALIAS, DbCredentials
 from .errors import MinicloudError
 from .model import QueryResult, TableInfo
+from .polling import poll_until
 from .progress import NullProgress, Progress
 
 
@@ -56,20 +55,19 @@ class Database:
         return container
 
     def wait_ready(self, creds: DbCredentials, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             container = self.container()
             if container is None:
-                break
+                raise MinicloudError(f"the database container of {self.app}/{self.env} is gone")
             if container.status == "exited":
                 raise MinicloudError(f"the database of {self.app}/{self.env} stopped while starting",
                                      details=container.logs(tail=30).decode(errors="replace"))
             code, _ = container.exec_run(["mariadb", "-u", creds.user, creds.database, "-e", "SELECT 1"],
                                          environment={"MYSQL_PWD": creds.password})
-            if code == 0:
-                return
-            time.sleep(0.5)
-        raise MinicloudError(f"the database of {self.app}/{self.env} did not get ready in {timeout:.0f}s")
+            return code == 0
+
+        if not poll_until(ready, timeout, 0.5):
+            raise MinicloudError(f"the database of {self.app}/{self.env} did not get ready in {timeout:.0f}s")
 
     def query(self, creds: DbCredentials, sql: str) -> QueryResult:
         container = self.container()

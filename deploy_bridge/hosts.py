@@ -1,6 +1,6 @@
 """Make `*.localhost` names resolve for programs, not only for curl and browsers.
 
-glibc does not resolve `shop.test.localhost` by itself (see shared notes), so Python, Node and the SDKs
+glibc does not resolve `shop.test.localhost` by itself (`getaddrinfo` fails for it), so Python, Node and the SDKs
 could not reach the URLs we print. When a name does not resolve, minicloud adds it to a marked block of
 /etc/hosts (when it may write there) and otherwise says what to do. It only ever touches its own block.
 """

@@ -1,7 +1,8 @@
-"""Releases: build the workspace into an image, run it beside the current one, switch, drain, stop.
+"""Releases: build the workspace into an image; list and prune them; wait for a new one's health.
 
 A release is an image labelled with app, env and release id; the running release is the app container
-the gateway route names. Release ids sort by time: `YYYYmmdd-HHMMSS-<content hash>`.
+the gateway route names (switching to it is rollout.py's). Release ids sort by time:
+`YYYYmmdd-HHMMSS-<content hash>`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import re
 import tarfile
 import time
-from collections import deque
 from pathlib import Path
 
 import docker
@@ -26,6 +26,7 @@ from .config import LABEL_RELEASE, Settings
 from .errors import BuildFailed, MinicloudError, ReleaseUnhealthy
 from .manifest import Manifest
 from .model import Release
+from .polling import poll_until
 from .progress import Progress
 
 # never sent to the engine: our own state (keys, credentials), VCS data, local dependency folders
@@ -240,9 +241,9 @@ def foreground_hint(manifest: Manifest) -> str:
 def wait_healthy(container: docker.models.containers.Container, probe, manifest: Manifest,
                  progress: Progress) -> None:
     """Wait until `probe()` returns 2xx, failing fast when the container exits."""
-    deadline = time.monotonic() + manifest.health_timeout
-    seen: deque[int | None] = deque(maxlen=1)
-    while True:
+    last: list[int | None] = [None]
+
+    def healthy() -> bool:
         progress.check_cancelled()
         container.reload()
         if container.status in ("exited", "dead"):
@@ -250,17 +251,15 @@ def wait_healthy(container: docker.models.containers.Container, probe, manifest:
             raise ReleaseUnhealthy(f"the new release exited (code {code}) before it got healthy",
                                    details=tail_logs(container),
                                    hint=foreground_hint(manifest) if code == 0 else None)
-        status = probe()
-        seen.append(status)
-        if status is not None and 200 <= status < 300:
-            return
-        if time.monotonic() > deadline:
-            got = f"HTTP {status}" if status else "no answer"
-            raise ReleaseUnhealthy(
-                f"the new release did not get healthy in {manifest.health_timeout}s "
-                f"(GET {manifest.health} on port {manifest.port}: {got})", details=tail_logs(container),
-                hint="check [app].port and [app].health in minicloud.toml, and that the app listens on 0.0.0.0")
-        time.sleep(0.15)
+        last[0] = probe()
+        return last[0] is not None and 200 <= last[0] < 300
+
+    if not poll_until(healthy, manifest.health_timeout, 0.15):
+        got = f"HTTP {last[0]}" if last[0] else "no answer"
+        raise ReleaseUnhealthy(
+            f"the new release did not get healthy in {manifest.health_timeout}s "
+            f"(GET {manifest.health} on port {manifest.port}: {got})", details=tail_logs(container),
+            hint="check [app].port and [app].health in minicloud.toml, and that the app listens on 0.0.0.0")
 
 
 __all__ = ["ReleaseBuilder", "list_releases", "prune_releases", "wait_healthy", "BuildFailed"]

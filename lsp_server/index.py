@@ -72,10 +72,12 @@ class Snapshot:
 class Index:
     """The snapshot of one env of one workspace, and the thread that keeps it fresh."""
 
-    def __init__(self, workspace: Path | None, env: str, on_change: Callable[[Snapshot], None] | None = None) -> None:
+    def __init__(self, workspace: Path | None, env: str, on_change: Callable[[Snapshot], None] | None = None,
+                 on_event: Callable[[str | None], None] | None = None) -> None:
         self.workspace = workspace
         self.env = env
         self.on_change = on_change
+        self.on_event = on_event  # a container of the instance started, died or went (its env, if any)
         self.snapshot = self._load() or Snapshot(env)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -161,6 +163,9 @@ class Index:
                 for event in cloud.events(self._stop):
                     if event.get("Type") == "container" and event.get("Action") in ("start", "die", "destroy"):
                         self.refresh_soon()
+                        if self.on_event is not None:
+                            env = (event.get("Actor") or {}).get("Attributes", {}).get("minicloud.env")
+                            self.on_event(env)
                     delay = 1.0
             except Exception:  # noqa: BLE001 - no engine: wait, then try again
                 pass

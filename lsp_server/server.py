@@ -24,6 +24,8 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
+from deploy_bridge.model import format_log_line
+
 from . import commands, pygls_compat
 from .features.ability_files import AbilityFileFeature
 from .features.base import Context, Feature, column_from_utf16, trigger_characters
@@ -38,6 +40,7 @@ from .logstream import LogStreams
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 LOGS_NOTIFICATION = "minicloud/logs"
+CHANGED_NOTIFICATION = "minicloud/changed"  # a container of an env started, died or was removed
 LOG_BACKLOG_BYTES = 1 << 20  # log traffic queued for the editor beyond which lines wait (and the oldest drop)
 DIAGNOSTICS_DELAY = 0.15  # seconds after the last change of a document before its diagnostics are computed
 T = TypeVar("T")
@@ -85,7 +88,8 @@ class MinicloudServer(LanguageServer):
     def restart_index(self) -> None:
         self.index.stop()
         has_manifest = self.workspace_root is not None and (self.workspace_root / "minicloud.toml").is_file()
-        self.index = Index(self.workspace_root if has_manifest else None, self.env, on_change=self._on_index_change)
+        self.index = Index(self.workspace_root if has_manifest else None, self.env, on_change=self._on_index_change,
+                           on_event=self._on_engine_event)
         self.index.refresh_local()  # variables, signed packages and their keys are known from the first request
         self.index.start()
 
@@ -94,6 +98,16 @@ class MinicloudServer(LanguageServer):
         loop = self.main_loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.publish_all)
+
+    def _on_engine_event(self, env: str | None) -> None:
+        """From the events thread: tell a client that asked for it (experimental.minicloudChanged) that an
+        env changed, so that it asks for its status then instead of polling the engine."""
+        experimental = self.client_capabilities.experimental if self.client_capabilities else None
+        loop = self.main_loop
+        if not (isinstance(experimental, dict) and experimental.get("minicloudChanged")) or loop is None \
+                or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self.protocol.notify, CHANGED_NOTIFICATION, {"env": env})
 
     def cloud_or_error(self):
         """The workspace's Cloud, or a JSON-RPC error (also shown to the user) saying why there is none."""
@@ -216,8 +230,7 @@ class MinicloudServer(LanguageServer):
             self._write_raw(body, bulk=True)
             return
         parsed = [json.loads(raw) for raw in lines]
-        text = "\n".join(f"{ln['time']} {ln['role']}{' ' + ln['release'] if ln.get('release') else ''} | {ln['line']}"
-                         for ln in parsed)
+        text = "\n".join(format_log_line(ln["time"], ln["role"], ln.get("release"), ln["line"]) for ln in parsed)
         if dropped:
             text += f"\n({dropped} lines dropped: the editor could not keep up)"
         self.window_log_message(types.LogMessageParams(types.MessageType.Log, text))

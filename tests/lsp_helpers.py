@@ -48,7 +48,7 @@ def capabilities(logs: bool = True) -> types.ClientCapabilities:
             code_action=types.CodeActionClientCapabilities(code_action_literal_support=types.ClientCodeActionLiteralOptions(
                 code_action_kind=types.ClientCodeActionKindOptions(value_set=[types.CodeActionKind.Refactor,
                                                                             types.CodeActionKind.RefactorRewrite])))),
-        experimental={"minicloudLogs": True} if logs else None,
+        experimental={"minicloudLogs": True, "minicloudChanged": True} if logs else None,
     )
 
 

@@ -21,10 +21,15 @@ pytestmark = pytest.mark.docker
 
 def _collect_logs(client: LanguageClient) -> None:
     client.log_batches = []
+    client.changes = []
 
     @client.feature("minicloud/logs")
     def on_logs(params):
         client.log_batches.append(params)
+
+    @client.feature("minicloud/changed")
+    def on_changed(params):
+        client.changes.append(params)
 
 
 @pytest_lsp.fixture(config=SERVER)
@@ -172,3 +177,14 @@ async def test_no_engine_commands_fail_and_completions_work(no_engine_client, cl
     # the last saved snapshot still completes tables
     items = await complete(no_engine_client, cloud_env.workspace, "n.js", "db.query('SELECT * FROM |')", "javascript")
     assert "products" in {i.label for i in items}
+
+
+async def test_the_client_hears_when_an_env_changes_instead_of_polling(client, cloud_env):
+    """A container of the env starting or stopping is told to the client (minicloud/changed)."""
+    await execute(client, "minicloud.status", {"env": "test"})  # the server is up and watching
+    before = len(client.changes)
+    await execute(client, "minicloud.restart", {"env": "test"})
+    await wait_for(lambda: len(client.changes) > before, 30, "minicloud/changed")
+    change = client.changes[-1]
+    env = change["env"] if isinstance(change, dict) else getattr(change, "env", None)
+    assert env == "test"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadInput, Cancelled, MinicloudError
-from ..progress import NullProgress, Progress, TerminalProgress
+from ..progress import Progress, for_terminal
 from . import capabilities, sandbox
 from .parsing import add_verb, common_options
 
@@ -28,10 +28,16 @@ def _cloud(args: argparse.Namespace):
 
 
 def _progress(args: argparse.Namespace) -> Progress:
-    return NullProgress() if args.quiet else TerminalProgress()
+    progress = for_terminal(quiet=args.quiet, machine_output=args.json)
+    _open_progress.append(progress)
+    return progress
+
+
+_open_progress: list[Progress] = []  # bars to end before the result or an error is printed
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    _close_progress()  # the bar's last line stays above the result
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
@@ -213,13 +219,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return args.func(args)
+    finally:
+        _close_progress()
+
+
+def _close_progress() -> None:
+    for progress in _open_progress:
+        if hasattr(progress, "close"):
+            progress.close()
+    _open_progress.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Ctrl-C arrives as KeyboardInterrupt in the main thread; verbs clean up in their finally blocks.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return args.func(args)
+        return _run(args)
     except Cancelled as err:
         print(f"minicloud: {err.render()}", file=sys.stderr)
         return 130

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import ssl
-import urllib.error
-import urllib.request
 from typing import Any
+
+import httpx
 
 from ..errors import MinicloudError, NotBuilt
 
@@ -27,20 +26,18 @@ def sandbox_info(cloud, env: str) -> dict[str, Any]:
 
 def _call(cloud, env: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
     url = cloud.sandbox_url(env) + path
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    context = ssl.create_default_context(cafile=cloud.ca_path())
     try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        detail = err.read().decode(errors="replace")
-        with contextlib.suppress(ValueError):
-            detail = json.loads(detail).get("error", detail)
-        raise MinicloudError(f"sandbox of {cloud.app}/{env}: {detail}") from None
-    except OSError as err:
+        with httpx.Client(verify=ssl.create_default_context(cafile=cloud.ca_path()), timeout=10) as client:
+            response = client.post(url, json=payload) if payload is not None else client.get(url)
+    except httpx.HTTPError as err:
         raise MinicloudError(f"the sandbox of {cloud.app}/{env} does not answer at {url}: {err}",
                              hint=f"minicloud status {env}") from None
+    if response.is_error:
+        detail: Any = response.text
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = response.json().get("error", detail)
+        raise MinicloudError(f"sandbox of {cloud.app}/{env}: {detail}")
+    return response.json()
 
 
 def pay(cloud, env: str, out_trade_no: str) -> dict[str, Any]:

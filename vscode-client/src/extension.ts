@@ -21,10 +21,11 @@ let statusItem: vscode.StatusBarItem;
 let tree: EnvironmentsProvider;
 let activeStream: string | undefined;
 
-// declares experimental.minicloudLogs, so the server sends minicloud/logs notifications
+// declares experimental.minicloudLogs and minicloudChanged, so the server sends minicloud/logs
+// notifications and minicloud/changed when a container of an env starts, dies or goes
 class LogsFeature implements StaticFeature {
   fillClientCapabilities(capabilities: any): void {
-    capabilities.experimental = { ...(capabilities.experimental ?? {}), minicloudLogs: true };
+    capabilities.experimental = { ...(capabilities.experimental ?? {}), minicloudLogs: true, minicloudChanged: true };
   }
   initialize(): void {}
   getState() { return { kind: 'static' as const }; }
@@ -90,6 +91,12 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
   client.onNotification('minicloud/logs', (params: { stream: string; lines: LogLine[]; dropped?: number }) => {
     const showTime = config().get<boolean>('logs.showTime', true);
     for (const line of formatBatch(params.lines, params.dropped ?? 0, { showTime })) logChannel.appendLine(line);
+  });
+  // the status is asked for when something changed, not on a timer: it costs the engine work
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  client.onNotification('minicloud/changed', () => {
+    if (pending) clearTimeout(pending);
+    pending = setTimeout(() => { pending = undefined; void refreshStatus(); }, 500);
   });
   client.onDidChangeState((e: { newState: State }) => { if (e.newState === State.Running) crashes = 0; });
   await client.start();
@@ -242,7 +249,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   reg('minicloud.ui.refresh', () => refreshStatus());
   reg('minicloud.ui.restartServer', () => restartClient(context));
 
-  const seconds = config().get<number>('status.pollSeconds', 15);
+  const seconds = config().get<number>('status.pollSeconds', 0);
   if (seconds > 0) {
     const timer = setInterval(() => { void refreshStatus(); }, seconds * 1000);
     context.subscriptions.push({ dispose: () => clearInterval(timer) });

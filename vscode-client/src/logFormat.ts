@@ -1,4 +1,6 @@
 // One line of the "minicloud logs" panel per log line. Pure.
+// The text form is the CLI's (deploy_bridge.model.format_log_line): TIME ROLE[ RELEASE] | LINE.
+// Both are tested against tests/data/log-lines.json.
 
 export interface LogLine {
   time: string;
@@ -9,21 +11,13 @@ export interface LogLine {
 
 export interface LogFormatOptions {
   showTime: boolean;
-  roleWidth?: number;
 }
 
 export function formatLogLine(entry: LogLine, options: LogFormatOptions): string {
-  const width = options.roleWidth ?? 7;
-  const time = options.showTime && entry.time ? `${entry.time.replace('T', ' ').replace(/Z$/, '')} ` : '';
-  const release = entry.release ? ` ${shortRelease(entry.release)}` : '';
+  const time = options.showTime && entry.time ? `${entry.time} ` : '';
+  const release = entry.release ? ` ${entry.release}` : '';
   const text = entry.line.replace(/\r?\n$/, '');
-  return `${time}[${entry.role.padEnd(width)}${release}] ${text}`;
-}
-
-/** 20261125-024033-d67222 → 024033-d67222: the date is noise in a live panel. */
-export function shortRelease(release: string): string {
-  const m = /^\d{8}-(\d{6}-\w+)$/.exec(release);
-  return m ? m[1] : release;
+  return `${time}${entry.role}${release} | ${text}`;
 }
 
 export function formatBatch(lines: LogLine[], dropped: number, options: LogFormatOptions): string[] {

@@ -1,24 +1,24 @@
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { formatBatch, formatLogLine, shortRelease } from '../logFormat';
+import { formatBatch, formatLogLine, LogLine } from '../logFormat';
 
-test('one line with time, role and release', () => {
-  const line = formatLogLine({ time: '2026-11-25T02:40:50.325Z', role: 'app', release: '20261125-024033-d67222',
-    line: 'listening on 3000\n' }, { showTime: true });
-  assert.equal(line, '2026-11-25 02:40:50.325 [app     024033-d67222] listening on 3000');
+// the same cases the Python side (deploy_bridge.model.format_log_line) is tested against
+const shared = JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'tests', 'data', 'log-lines.json'), 'utf8'));
+
+test('the text form is the CLI\'s', () => {
+  for (const c of shared.cases as (LogLine & { text: string })[]) {
+    assert.equal(formatLogLine(c, { showTime: true }), c.text);
+  }
 });
 
 test('without time, and roles without a release', () => {
-  assert.equal(formatLogLine({ time: 't', role: 'db', release: null, line: 'ready' }, { showTime: false }), '[db     ] ready');
+  assert.equal(formatLogLine({ time: 't', role: 'db', release: null, line: 'ready\n' }, { showTime: false }), 'db | ready');
 });
 
 test('dropped lines are said, not hidden', () => {
   const out = formatBatch([{ time: '', role: 'app', line: 'a' }], 12, { showTime: false });
   assert.equal(out.length, 2);
   assert.match(out[1], /12 lines dropped/);
-});
-
-test('release ids keep their unique part', () => {
-  assert.equal(shortRelease('20261125-024033-d67222'), '024033-d67222');
-  assert.equal(shortRelease('custom'), 'custom');
 });
