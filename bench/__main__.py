@@ -216,107 +216,138 @@ def measure_empty_server(workspace: Path, count: int) -> float:
 
 
 def measure_lsp(cloud, workspace: Path, quick: bool, out: dict[str, Any]) -> None:
+    """The language server as an editor meets it: start-up, answers, then the log panel under load."""
     from .lsp import TimedClient
 
     command = [str(Path(sys.executable).parent / "minicloud-lsp")]  # beside the interpreter running the bench
+    measure_startup(command, workspace, 3 if quick else 7, out)
+    client = TimedClient(command, workspace)
+    try:
+        mixed = measure_answers(client, workspace, quick, out)
+        client.request("workspace/executeCommand", {"command": "minicloud.logs.tail",
+                                                    "arguments": [{"env": "test", "role": "app", "since": "1s"}]})
+        client.wait(1.5)
+        site = (cloud.url("test"), cloud.ca_path())
+        lat_logs = measure_log_latency(client, site, 40 if quick else 150, out)
+        measure_log_burst(client, site, mixed, quick, out)
+        measure_log_flood(client, site, mixed, 2 if quick else 4, lat_logs, out)
+    finally:
+        client.close()
+
+
+def measure_startup(command: list[str], workspace: Path, runs: int, out: dict[str, Any]) -> None:
+    from .lsp import TimedClient
+
     starts = []
-    for _ in range(3 if quick else 7):
+    for _ in range(runs):
         c = TimedClient(command, workspace)
         starts.append(c.initialize_ms)
         c.close()
     out["initialize_ms"] = statistics.median(starts)
 
-    client = TimedClient(command, workspace)
-    try:
-        mixed, (table_uri, table_pos), hover_pos = open_documents(client, workspace)
-        wait_for_index(client, table_uri, table_pos, 20)
-        client.wait(1.0)
-        out["rss_idle_mb"] = client.rss_mb()
-        n = 600 if quick else 3000
-        completion_latencies(client, mixed, 100)  # warm-up
-        lat = completion_latencies(client, mixed, n)
-        out.update(completion_requests=n, completion_p50_ms=statistics.median(lat),
-                   completion_p99_ms=percentile(lat, 99))
-        hovers = []
-        for k in range(300):
-            uri, pos = hover_pos[k % len(hover_pos)]
-            hovers.append(client.timed("textDocument/hover", {"textDocument": {"uri": uri}, "position": pos})[0])
-        out["hover_p99_ms"] = percentile(hovers, 99)
-        gen = [client.timed("workspace/executeCommand", {"command": "minicloud.codegen", "arguments": [
-            {"method": "alipay.trade.precreate", "lang": lang}]})[0] for lang in ("node", "python", "java") * 7]
-        out["codegen_ms"] = statistics.median(gen)
-        completion_latencies(client, mixed, 10_000 - n - 100)
-        out["rss_after_10k_completions_mb"] = client.rss_mb()
 
-        # logs: latency of single lines, then a flood
-        client.request("workspace/executeCommand", {"command": "minicloud.logs.tail",
-                                                    "arguments": [{"env": "test", "role": "app", "since": "1s"}]})
-        client.wait(1.5)
-        from bench.load import request
+def measure_answers(client, workspace: Path, quick: bool, out: dict[str, Any]) -> list:
+    """Idle memory, completion, hover and codegen latency, memory after 10k completions."""
+    mixed, (table_uri, table_pos), hover_pos = open_documents(client, workspace)
+    wait_for_index(client, table_uri, table_pos, 20)
+    client.wait(1.0)
+    out["rss_idle_mb"] = client.rss_mb()
+    n = 600 if quick else 3000
+    completion_latencies(client, mixed, 100)  # warm-up
+    lat = completion_latencies(client, mixed, n)
+    out.update(completion_requests=n, completion_p50_ms=statistics.median(lat), completion_p99_ms=percentile(lat, 99))
+    hovers = []
+    for k in range(300):
+        uri, pos = hover_pos[k % len(hover_pos)]
+        hovers.append(client.timed("textDocument/hover", {"textDocument": {"uri": uri}, "position": pos})[0])
+    out["hover_p99_ms"] = percentile(hovers, 99)
+    gen = [client.timed("workspace/executeCommand", {"command": "minicloud.codegen", "arguments": [
+        {"method": "alipay.trade.precreate", "lang": lang}]})[0] for lang in ("node", "python", "java") * 7]
+    out["codegen_ms"] = statistics.median(gen)
+    completion_latencies(client, mixed, 10_000 - n - 100)
+    out["rss_after_10k_completions_mb"] = client.rss_mb()
+    return mixed
 
-        ca, base = cloud.ca_path(), cloud.url("test")
-        marks = 40 if quick else 150
-        for i in range(marks):
-            request(f"{base}/mark?id={i}", ca)
-            client.wait(0.03)
-        client.wait(1.0)
-        received = client.take_logs()
-        lat_logs = [arrived * 1000 - int(line.split()[2]) for line, arrived in received if line.startswith("mark ")]
-        out["log_latency_samples"] = len(lat_logs)
 
-        flood_n = 50_000 if quick else 200_000
-        flood_lat: list[float] = []
-        flooding = threading.Thread(target=lambda: request(f"{base}/flood?n={flood_n}", ca, timeout=120))
-        flooding.start()
-        while not client.raw_logs and flooding.is_alive():
-            client.wait(0.01)
-        flood_lat = completion_latencies(client, mixed, 400 if quick else 1500)
-        flooding.join()
-        received, deadline = [], time.monotonic() + 60
-        while len(received) < flood_n and time.monotonic() < deadline:
-            client.wait(0.5)
-            received += [(line, t) for line, t in client.take_logs() if line.startswith("flood ")]
-        flood = received
-        if len(flood) > 1:
-            span = flood[-1][1] - flood[0][1]
-            out["log_lines_per_s"] = len(flood) / span if span > 0 else None
-            out["log_flood_lines_received"] = len(flood)
-            out["log_flood_lines_sent"] = flood_n
-            out["log_latency_under_burst_p95_ms"] = percentile(
-                [arrived * 1000 - int(line.split()[2]) for line, arrived in flood], 95)
-        out["completion_p99_under_burst_ms"] = percentile(flood_lat, 99)
+def _latencies(lines: list[tuple[str, float]]) -> list[float]:
+    """Arrival minus the time the app wrote into the line (its third word, in ms)."""
+    return [arrived * 1000 - int(line.split()[2]) for line, arrived in lines]
 
-        # a sustained flood at the goal's rate, in windows that alternate with quiet ones: the ratio
-        # compares completions under the flood with completions just before it, with the same log
-        # stream open, so that the machine's drift over a run (it is shared) does not enter it
-        rate, windows, seconds = 12_000, 2 if quick else 4, 2.5
-        client.take_logs()
-        quiet_lat: list[float] = []
-        steady_lat: list[float] = []
-        steady: list[tuple[str, float]] = []
-        for _ in range(windows):
-            started = time.monotonic()
-            while time.monotonic() - started < seconds:
-                quiet_lat += completion_latencies(client, mixed, 20)
-            request(f"{base}/steady?rate={rate}&seconds={seconds}", ca)
-            started = time.monotonic()
-            while time.monotonic() - started < seconds:
-                steady_lat += completion_latencies(client, mixed, 20)
-            client.wait(0.5)  # the last lines of the window arrive before the next quiet one
-            steady += [(line, t) for line, t in client.take_logs() if line.startswith("steady ")]
-        client.wait(1.5)
+
+def measure_log_latency(client, site: tuple[str, str], marks: int, out: dict[str, Any]) -> list[float]:
+    """Single lines, one every 30 ms: from the app's write to the editor."""
+    from bench.load import request
+
+    base, ca = site
+    for i in range(marks):
+        request(f"{base}/mark?id={i}", ca)
+        client.wait(0.03)
+    client.wait(1.0)
+    lat_logs = _latencies([(line, t) for line, t in client.take_logs() if line.startswith("mark ")])
+    out["log_latency_samples"] = len(lat_logs)
+    return lat_logs
+
+
+def measure_log_burst(client, site: tuple[str, str], mixed: list, quick: bool, out: dict[str, Any]) -> None:
+    """As many lines as the app can write; completions during it; lines per second received."""
+    from bench.load import request
+
+    base, ca = site
+    flood_n = 50_000 if quick else 200_000
+    flooding = threading.Thread(target=lambda: request(f"{base}/flood?n={flood_n}", ca, timeout=120))
+    flooding.start()
+    while not client.raw_logs and flooding.is_alive():
+        client.wait(0.01)
+    flood_lat = completion_latencies(client, mixed, 400 if quick else 1500)
+    flooding.join()
+    flood: list[tuple[str, float]] = []
+    deadline = time.monotonic() + 60
+    while len(flood) < flood_n and time.monotonic() < deadline:
+        client.wait(0.5)
+        flood += [(line, t) for line, t in client.take_logs() if line.startswith("flood ")]
+    if len(flood) > 1:
+        span = flood[-1][1] - flood[0][1]
+        out["log_lines_per_s"] = len(flood) / span if span > 0 else None
+        out["log_flood_lines_received"] = len(flood)
+        out["log_flood_lines_sent"] = flood_n
+        out["log_latency_under_burst_p95_ms"] = percentile(_latencies(flood), 95)
+    out["completion_p99_under_burst_ms"] = percentile(flood_lat, 99)
+
+
+def measure_log_flood(client, site: tuple[str, str], mixed: list, windows: int, lat_logs: list[float],
+                      out: dict[str, Any]) -> None:
+    """A sustained flood at the goal's rate, in windows that alternate with quiet ones: the ratio compares
+    completions under the flood with completions just before it, with the same log stream open, so that
+    the machine's drift over a run (it is shared) does not enter it."""
+    from bench.load import request
+
+    base, ca = site
+    rate, seconds = 12_000, 2.5
+    client.take_logs()
+    quiet_lat: list[float] = []
+    steady_lat: list[float] = []
+    steady: list[tuple[str, float]] = []
+    for _ in range(windows):
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            quiet_lat += completion_latencies(client, mixed, 20)
+        request(f"{base}/steady?rate={rate}&seconds={seconds}", ca)
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            steady_lat += completion_latencies(client, mixed, 20)
+        client.wait(0.5)  # the last lines of the window arrive before the next quiet one
         steady += [(line, t) for line, t in client.take_logs() if line.startswith("steady ")]
-        out["log_steady_rate_lines_per_s"] = rate
-        out["log_steady_lines_sent"] = int(rate * seconds) * windows
-        out["log_steady_lines_received"] = len(steady)
-        if steady:
-            out["log_latency_p95_ms"] = percentile([t * 1000 - int(line.split()[2]) for line, t in steady], 95)
-            out["log_latency_single_lines_p95_ms"] = percentile(lat_logs, 95) if lat_logs else None
-        out["completion_p99_between_floods_ms"] = percentile(quiet_lat, 99)
-        out["completion_p99_under_log_flood_ms"] = percentile(steady_lat, 99)
-        out["completion_flood_ratio"] = out["completion_p99_under_log_flood_ms"] / out["completion_p99_between_floods_ms"]
-    finally:
-        client.close()
+    client.wait(1.5)
+    steady += [(line, t) for line, t in client.take_logs() if line.startswith("steady ")]
+    out["log_steady_rate_lines_per_s"] = rate
+    out["log_steady_lines_sent"] = int(rate * seconds) * windows
+    out["log_steady_lines_received"] = len(steady)
+    if steady:
+        out["log_latency_p95_ms"] = percentile(_latencies(steady), 95)
+        out["log_latency_single_lines_p95_ms"] = percentile(lat_logs, 95) if lat_logs else None
+    out["completion_p99_between_floods_ms"] = percentile(quiet_lat, 99)
+    out["completion_p99_under_log_flood_ms"] = percentile(steady_lat, 99)
+    out["completion_flood_ratio"] = out["completion_p99_under_log_flood_ms"] / out["completion_p99_between_floods_ms"]
 
 
 # ------------------------------------------------------------------ the run

@@ -79,7 +79,7 @@ def test_a_deploy_killed_at_any_point_is_cleaned_up_by_the_next_verb(cloud_env, 
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     # whatever serves now has its restart policy and answers
-    route = Edge(cloud_env.cloud._client(), cloud_env.cloud.settings).route("shop.test.localhost")
+    route = Edge(docker_engine, cloud_env.cloud.settings).route("shop.test.localhost")
     serving = docker_engine.containers.get(route.upstream)
     assert serving.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     wait_until(lambda: healthy(cloud_env.url, ca), 30, "the env answers after the kill")

@@ -69,6 +69,13 @@ class _FakeContainer:
         pass
 
 
+def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.01)
+
+
 def _record(text: str, stamp: str) -> bytes:
     return json.dumps({"log": text + "\n", "stream": "stdout", "time": stamp}).encode() + b"\n"
 
@@ -86,12 +93,12 @@ def test_a_followed_log_file_skips_what_the_history_had_and_crosses_a_rotation(t
     chunks: list[bytes] = []
     reader = threading.Thread(target=lambda: chunks.extend(stream), daemon=True)
     reader.start()
-    time.sleep(0.1)
+    _wait_for(lambda: b"new 1" in b"".join(chunks), "the follower reads the file's end")
     with path.open("ab") as f:  # the last line before the driver rotates the file
         f.write(_record("new 2", "2026-11-25T10:00:01Z"))
     path.rename(tmp_path / "c-json.log.1")
     path.write_bytes(_record("after rotation", "2026-11-25T10:00:02.5Z"))
-    time.sleep(0.2)
+    _wait_for(lambda: b"after rotation" in b"".join(chunks), "the follower crosses the rotation")
     path.unlink()  # the container is removed: the follower ends
     (tmp_path / "c-json.log.1").unlink()
     reader.join(timeout=5)

@@ -10,6 +10,7 @@ import sys
 import pytest
 import pytest_lsp
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bench.load import request
@@ -134,7 +135,7 @@ async def test_deploy_reports_progress_and_completions_keep_answering(client, cl
 
 
 async def test_failed_command_is_a_clear_error_and_a_message(client):
-    with pytest.raises(Exception) as err:
+    with pytest.raises(JsonRpcException) as err:
         await execute(client, "minicloud.rollback", {"env": "staging"})
     assert "staging" in str(err.value) and "test" in str(err.value)
     await wait_for(lambda: any("staging" in m.message for m in client.messages), 5, "showMessage")
@@ -171,7 +172,7 @@ async def no_engine_client(lsp_client: LanguageClient, request):
 
 
 async def test_no_engine_commands_fail_and_completions_work(no_engine_client, cloud_env):
-    with pytest.raises(Exception) as err:
+    with pytest.raises(JsonRpcException) as err:
         await execute(no_engine_client, "minicloud.status", {"env": "test"})
     assert "Docker engine" in str(err.value)
     # the last saved snapshot still completes tables

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_lsp
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from .lsp_helpers import SERVER, complete, make_workspace, open_doc, position_of, start
@@ -163,7 +164,7 @@ async def test_generate_call_code_action_inserts_code(client, workspace):
     [edit] = client.edits
     [change] = edit.edit.changes[uri]
     assert "require('alipay-sdk')" in change.new_text and "tradePrecreate" in change.new_text
-    with pytest.raises(Exception) as err:
+    with pytest.raises(JsonRpcException) as err:
         await client.workspace_execute_command_async(types.ExecuteCommandParams(
             "minicloud.codegen", [{"method": "alipay.trade.create", "lang": "python"}]))
     assert "JSAPI_PAY" in str(err.value)
@@ -174,7 +175,7 @@ async def test_generate_call_code_action_inserts_code(client, workspace):
 
 async def test_commands_fail_clearly_without_a_manifest(lsp_client_no_manifest, tmp_path):
     client = lsp_client_no_manifest
-    with pytest.raises(Exception) as err:
+    with pytest.raises(JsonRpcException) as err:
         await client.workspace_execute_command_async(types.ExecuteCommandParams("minicloud.status", [{"env": "test"}]))
     assert "minicloud.toml" in str(err.value)
     for _ in range(50):

@@ -47,7 +47,9 @@ def test_answers_overtake_queued_log_traffic_and_messages_stay_whole():
         answer = b'{"id":1,"result":[]}'
         writer.write(b"Content-Length: %d\r\n\r\n" % len(answer) + answer)
         received = b""
+        deadline = asyncio.get_running_loop().time() + 20
         while len(_messages(received)) < 21:
+            assert asyncio.get_running_loop().time() < deadline, f"only {len(_messages(received))} of 21 messages"
             await asyncio.sleep(0.01)
             received += _read_all(read_fd)
         writer.close()

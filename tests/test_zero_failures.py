@@ -50,13 +50,13 @@ def test_keep_alive_and_new_connection_clients_see_no_failure(cloud_env, verb):
 
 
 @pytest.mark.parametrize("verb", SWITCHES)
-def test_requests_in_flight_at_the_switch_run_to_completion(cloud_env, verb):
+def test_requests_in_flight_at_the_switch_run_to_completion(cloud_env, verb, docker_engine):
     """Requests longer than the whole switch (8 s) are answered by the release that took them."""
     ca = cloud_env.cloud.ca_path()
     with LongRequests(cloud_env.url + "/slow?ms=8000", ca, count=5) as slow:
         assert slow.started.wait(10)
         # the requests reach the app before the switch: count them at the gateway
-        edge = Edge(cloud_env.cloud._client(), cloud_env.cloud.settings)
+        edge = Edge(docker_engine, cloud_env.cloud.settings)
         upstream = edge.upstream_of(cloud_env.cloud.settings.app_host("shop", "test"))
         wait_until(lambda: edge.inflight(upstream, 3000) >= 5, 10, "5 requests in flight")
         switch(cloud_env, verb)
