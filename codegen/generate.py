@@ -18,10 +18,17 @@ LANGUAGES = {"node": "node.js.j2", "python": "python.py.j2", "java": "java.java.
 LANGUAGE_ALIASES = {"javascript": "node", "js": "node", "typescript": "node", "ts": "node", "py": "python"}
 
 
+ENV_PLACEHOLDER = "ENV"  # in hints; the caller, who knows the environment, names it (`hint_for`)
+
+
 class CodegenError(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message, self.hint = message, hint
+
+    def hint_for(self, env: str) -> str | None:
+        """The hint with the environment's own name, as the editor's diagnostics say it."""
+        return self.hint.replace(f" {ENV_PLACEHOLDER} ", f" {env} ") if self.hint else None
 
 
 @dataclass(frozen=True)
@@ -79,11 +86,32 @@ def check_granted(api: Api, granted: set[str] | None) -> None:
     catalog = load_catalog()
     labels = [p.label for p in catalog.packages_granting(api.method)]
     raise CodegenError(f"{api.method} is not granted by any signed package of this app",
-                       hint=f"sign one of {', '.join(labels)}: minicloud abilities grant ENV {labels[0]}")
+                       hint=f"sign one of {', '.join(labels)}: minicloud abilities grant {ENV_PLACEHOLDER} {labels[0]}")
 
 
-def generate(method: str, lang: str, granted: set[str] | None) -> GeneratedCode:
-    """Code calling `method` in `lang`; `granted` None means: do not check signing (tests, docs)."""
+JAVA_IMPORTS = tuple(f"import {name};" for name in (
+    "java.io.ByteArrayInputStream", "java.net.URI", "java.net.URLEncoder", "java.net.http.HttpClient",
+    "java.net.http.HttpRequest", "java.net.http.HttpResponse", "java.nio.charset.StandardCharsets",
+    "java.nio.file.Files", "java.nio.file.Path", "java.security.KeyFactory", "java.security.KeyStore",
+    "java.security.PrivateKey", "java.security.PublicKey", "java.security.Signature",
+    "java.security.cert.CertificateFactory", "java.security.spec.PKCS8EncodedKeySpec",
+    "java.security.spec.X509EncodedKeySpec", "java.time.LocalDateTime", "java.time.format.DateTimeFormatter",
+    "java.util.Base64", "java.util.LinkedHashMap", "java.util.Map", "java.util.TreeMap",
+    "java.util.stream.Collectors", "javax.net.ssl.SSLContext", "javax.net.ssl.TrustManagerFactory"))
+# what the client set-up of a Python file imports; each call adds the import of its request class
+PYTHON_SETUP_IMPORTS = ("import json", "import os", "import re", "import ssl", "import urllib.request",
+                        "from alipay.aop.api.AlipayClientConfig import AlipayClientConfig",
+                        "from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient",
+                        "from alipay.aop.api.util.SignatureUtils import verify_with_rsa")
+
+
+def python_request_import(method: str) -> str:
+    cls = python_request_class(method)
+    return f"from alipay.aop.api.request.{cls} import {cls}"
+
+
+def template_context(method: str, lang: str, granted: set[str] | None) -> dict:
+    """What every template of `method` in `lang` reads (checked: known, granted); see `render`."""
     catalog = load_catalog()
     api = catalog.api(method)
     if api is None:
@@ -102,7 +130,22 @@ def generate(method: str, lang: str, granted: set[str] | None) -> GeneratedCode:
     granting = [p for p in catalog.packages_granting(method)
                 if granted is None or any(m in (granted or set()) for m in p.apis)]
     package = ", ".join(f"{p.name} ({p.product_code})" if p.product_code else p.name for p in granting[:1]) or "-"
-    code = _environment().get_template(LANGUAGES[lang]).render(
-        api=api, required=required, optional=optional, fn=fn, filename=filename, package=package,
-        java_class=java_class, py_request=python_request_class(method))
-    return GeneratedCode(method, lang, code, filename, fn)
+    py_imports = ["from __future__ import annotations", "", *PYTHON_SETUP_IMPORTS[:4], "import sys",
+                  PYTHON_SETUP_IMPORTS[4], "",
+                  *PYTHON_SETUP_IMPORTS[5:7], python_request_import(method), PYTHON_SETUP_IMPORTS[7]]
+    return dict(api=api, required=required, optional=optional, fn=fn, filename=filename, package=package,
+                java_class=java_class, py_request=python_request_class(method), lang=lang,
+                py_imports=py_imports, java_imports=JAVA_IMPORTS)
+
+
+def render(template: str, context: dict, **extra) -> str:
+    """One template (a whole file, or a part under `node/`, `python/`, `java/`) with `context`."""
+    return _environment().get_template(template).render(**context, **extra)
+
+
+def generate(method: str, lang: str, granted: set[str] | None) -> GeneratedCode:
+    """A whole standalone file calling `method` in `lang`; `granted` None means: do not check signing
+    (tests, docs). To add a call to an existing file, see `codegen.compose.insert_call`."""
+    ctx = template_context(method, lang, granted)
+    code = render(LANGUAGES[ctx["lang"]], ctx)
+    return GeneratedCode(method, ctx["lang"], code, ctx["filename"], ctx["fn"])

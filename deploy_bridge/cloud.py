@@ -19,17 +19,17 @@ import docker
 from docker.errors import APIError, NotFound
 
 from . import engine, hosts, images, keeper, logs, variables
-from .config import LABEL_APP, LABEL_ENV, LABEL_RELEASE, LABEL_WORKSPACE, ROLES, workspace_state_dir
+from .config import LABEL_APP, LABEL_ENV, LABEL_RELEASE, LABEL_WORKSPACE, workspace_state_dir
 from .credentials import credentials, credentials_path
 from .database import Database
-from .errors import MinicloudError, NotBuilt
+from .errors import BadInput, MinicloudError, NotBuilt
 from .gateway import Edge
 from .lock import EnvLock
 from .model import DeployResult, EnvStatus, QueryResult, Release, TableInfo
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder, list_releases, wait_healthy
+from .roles import ALL_ROLES, SERVICE_ROLES, EnvParts
 from .rollout import AppTarget, Rollout, clean_leftovers
-from .sandbox import platform as sandbox_platform
 from .status import container_status, derive_state, fill_stats, role_of, sort_containers
 from .workspace import Workspace
 
@@ -109,8 +109,7 @@ class Cloud(Workspace):
     def _build_parts(self, env: str, progress: Progress) -> None:
         client, s = self._client(), self.settings
         progress.report("preparing images", 5)
-        needed = ["mariadb", "gateway", "sandbox"]
-        built = images.ensure_all(client, needed, progress)
+        built = images.ensure_all(client, ["gateway", *{r.recipe for r in SERVICE_ROLES}], progress)
         progress.check_cancelled()
         images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
         edge = self._edge()
@@ -122,22 +121,22 @@ class Cloud(Workspace):
         except NotBuilt:
             network = client.networks.create(s.network(self.app, env), driver="bridge", labels={
                 **s.labels(app=self.app, env=env, role="network"), LABEL_WORKSPACE: str(self.workspace)})
-        creds = credentials(self.workspace, env, self.app)
-        db_image = self.manifest.images.get("db") and images.official_image(client, self.manifest.images["db"],
-                                                                             progress)
-        progress.report("starting the database", 45)
-        self._db(env).ensure(db_image or built["mariadb"], network.name, creds, progress)
-        progress.check_cancelled()
         for host in self._hosts(env):
             edge.add_host(host)
         edge.attach(network, self._hosts(env))
-        if self.manifest.env(env).sandbox:
-            progress.report("starting the sandbox open platform", 55)
-            sandbox_platform.ensure(client, s, edge, self.app, env, built["sandbox"], network.name,
-                                    self._sandbox_keys(env, create=True), self.workspace / "abilities")
+        parts = self._parts(env, edge, sandbox_keys=self._sandbox_keys(env, create=True))
+        for role in SERVICE_ROLES:
+            if role.enabled(parts):
+                progress.report(f"starting the {role.name}", 45)
+                role.ensure(parts, built[role.recipe], progress)
+                progress.check_cancelled()
         hint = hosts.ensure_names(self._hosts(env))
         if hint:
             progress.report(hint)
+
+    def _parts(self, env: str, edge: Edge, sandbox_keys=None) -> EnvParts:
+        return EnvParts(self._client(), self.settings, edge, self.workspace, self.manifest, self.app, env,
+                        self.settings.network(self.app, env), sandbox_keys)
 
     def destroy_env(self, env: str, with_data: bool = False, progress: Progress | None = None) -> None:
         self._check_env(env)
@@ -170,9 +169,9 @@ class Cloud(Workspace):
         hosts.remove_names(self._unused_host_names(env))
         if remove_data:
             progress.report("removing the data volumes and credentials")
-            for role in ("db", "sandbox"):
+            for role in SERVICE_ROLES:
                 with contextlib.suppress(NotFound):
-                    client.volumes.get(s.volume(self.app, env, role)).remove(force=True)
+                    client.volumes.get(s.volume(self.app, env, role.name)).remove(force=True)
             credentials_path(self.workspace, env).unlink(missing_ok=True)
         if not client.networks.list(filters={"label": s.label_filter(role="network")}):
             progress.report("no environment is left: removing the gateway and the keeper")
@@ -256,7 +255,7 @@ class Cloud(Workspace):
             # the route first: the keeper brings back only what is routed
             edge.stop_route(self.settings.app_host(self.app, env), f"{self.app}/{env} is stopped (minicloud start {env})")
             edge.stop_route(self.settings.sandbox_host(self.app, env), f"the sandbox of {self.app}/{env} is stopped")
-            for role in ("app", "sandbox", "db"):
+            for role in ("app", *(r.name for r in reversed(SERVICE_ROLES))):
                 for c in self.containers(env, role=role, running_only=True):
                     progress.report(f"stopping {c.name}")
                     c.stop(timeout=15)
@@ -294,19 +293,13 @@ class Cloud(Workspace):
         return self.status(env, stats=False)
 
     def _start_services(self, env: str, edge: Edge, progress: Progress) -> None:
-        creds = credentials(self.workspace, env, self.app, create=False)
-        for c in self.containers(env, role="db"):
-            if c.status != "running":
-                progress.report(f"starting {c.name}")
-                c.start()
-            if creds:
-                self._db(env).wait_ready(creds)
-        for c in self.containers(env, role="sandbox"):
-            if c.status != "running":
-                progress.report(f"starting {c.name}")
-                c.start()
-                sandbox_platform.wait_ready(edge, c)
-            edge.set_route(self.settings.sandbox_host(self.app, env), c.name, sandbox_platform.PORT)
+        parts = self._parts(env, edge)
+        for role in SERVICE_ROLES:
+            for c in parts.containers(role.name):
+                if c.status != "running":
+                    progress.report(f"starting {c.name}")
+                    c.start()
+                role.started(parts, c, progress)
 
     def _start_serving(self, env: str, container, edge: Edge, progress: Progress) -> None:
         m = self.manifest
@@ -357,10 +350,10 @@ class Cloud(Workspace):
                     stop: threading.Event | None = None) -> Iterator[list]:
         """The env's logs as they arrive, in batches (see `logs.read_batches`)."""
         self._check_env(env)
-        roles = roles or list(ROLES)
-        unknown = set(roles) - set(ROLES)
+        roles = roles or list(ALL_ROLES)
+        unknown = set(roles) - set(ALL_ROLES)
         if unknown:
-            raise MinicloudError(f"--role {', '.join(sorted(unknown))}: expected one of {', '.join(ROLES)}")
+            raise BadInput(f"--role {', '.join(sorted(unknown))}: expected one of {', '.join(ALL_ROLES)}")
         self._network(env)
         hostnames = tuple(self._hosts(env))
 

@@ -21,7 +21,6 @@ LABEL_RECIPE = "minicloud.recipe"
 LABEL_IMAGE = "minicloud.image"
 LABEL_WORKSPACE = "minicloud.workspace"  # on the network: which folder owns app/env
 
-ROLES = ("app", "db", "gateway", "sandbox")
 # Every container logs to rotated JSON files: a chatty app cannot fill the disk, and the log
 # followers can read the files directly (logs.py) whatever the engine's default driver is.
 LOG_CONFIG = {"type": "json-file", "config": {"max-size": "20m", "max-file": "5"}}

@@ -69,32 +69,26 @@ class Database:
         if not poll_until(ready, timeout, 0.5):
             raise MinicloudError(f"the database of {self.app}/{self.env} did not get ready in {timeout:.0f}s")
 
-    def query(self, creds: DbCredentials, sql: str) -> QueryResult:
+    def _run(self, creds: DbCredentials, sql: str, output: str) -> str:
+        """`mariadb OUTPUT -e SQL` in the env's database container; its stdout."""
         container = self.container()
         if container is None or container.status != "running":
             raise MinicloudError(f"the database of {self.app}/{self.env} is not running",
                                  hint=f"minicloud start {self.env}")
-        code, out = container.exec_run(
-            ["mariadb", "--batch", "-u", creds.user, creds.database, "-e", sql],
-            environment={"MYSQL_PWD": creds.password}, demux=True)
+        code, out = container.exec_run(["mariadb", output, "-u", creds.user, creds.database, "-e", sql],
+                                       environment={"MYSQL_PWD": creds.password}, demux=True)
         stdout, stderr = (out[0] or b"").decode(errors="replace"), (out[1] or b"").decode(errors="replace")
         if code != 0:
             raise MinicloudError(f"SQL failed: {stderr.strip() or stdout.strip()}")
-        return parse_batch(stdout)
+        return stdout
+
+    def query(self, creds: DbCredentials, sql: str) -> QueryResult:
+        """The (last) result set of `sql`."""
+        return parse_batch(self._run(creds, sql, "--batch"))
 
     def query_all(self, creds: DbCredentials, sql: str) -> list[QueryResult]:
         """Every result set of `sql` (several statements give several), read from `mariadb --xml`."""
-        container = self.container()
-        if container is None or container.status != "running":
-            raise MinicloudError(f"the database of {self.app}/{self.env} is not running",
-                                 hint=f"minicloud start {self.env}")
-        code, out = container.exec_run(
-            ["mariadb", "--xml", "-u", creds.user, creds.database, "-e", sql],
-            environment={"MYSQL_PWD": creds.password}, demux=True)
-        stdout, stderr = (out[0] or b"").decode(errors="replace"), (out[1] or b"").decode(errors="replace")
-        if code != 0:
-            raise MinicloudError(f"SQL failed: {stderr.strip() or stdout.strip()}")
-        return parse_xml(stdout)
+        return parse_xml(self._run(creds, sql, "--xml"))
 
     def schema(self, creds: DbCredentials) -> list[TableInfo]:
         result = self.query(creds, (

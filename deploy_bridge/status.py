@@ -14,10 +14,9 @@ import concurrent.futures
 
 from docker.errors import APIError, NotFound
 
-from .config import LABEL_RELEASE, LABEL_ROLE, ROLES
+from .config import LABEL_RELEASE, LABEL_ROLE
 from .model import ContainerStatus
-
-SERVICE_ROLES = ("db", "sandbox")
+from .roles import ALL_ROLES, SERVICE_ROLES
 
 
 def container_status(c, role: str, health: str | None) -> ContainerStatus:
@@ -29,14 +28,15 @@ def derive_state(containers: list[ContainerStatus], serving: str | None, stopped
         return "stopped"
     by_name = {c.name: c for c in containers}
     app = by_name.get(serving or "")
-    services_up = all(c.state == "running" for c in containers if c.role in SERVICE_ROLES)
+    services = {r.name for r in SERVICE_ROLES}
+    services_up = all(c.state == "running" for c in containers if c.role in services)
     if app is not None and app.state == "running" and answers and services_up:
         return "running"
     return "degraded"
 
 
 def sort_containers(out: list[ContainerStatus]) -> None:
-    order = {r: i for i, r in enumerate(ROLES)}
+    order = {r: i for i, r in enumerate(ALL_ROLES)}
     out.sort(key=lambda c: (order.get(c.role, 9), c.name))
 
 

@@ -148,23 +148,54 @@ def register(server: MinicloudServer) -> None:
 
     @server.command("minicloud.codegen")
     async def codegen(ls, *args):
+        """The code calling a capability; with `uri` (and `position`), added to that document: the
+        imports and the client set-up once, one function per call at the cursor (codegen.compose)."""
+        from codegen.compose import insert_call
         from codegen.generate import CodegenError, generate
 
         arg = _arg(args)
+        method, lang = str(arg.get("method", "")), str(arg.get("lang") or "node")
+        granted = set(ls.index.snapshot.granted)
+        uri = arg.get("uri")
         try:
-            code = generate(str(arg.get("method", "")), str(arg.get("lang") or "node"), set(ls.index.snapshot.granted))
+            code = generate(method, lang, granted)
+            edits = None
+            if uri:
+                pos = arg.get("position") or {"line": 0, "character": 0}
+                edits = insert_call(_document_text(ls, uri), method, lang, int(pos.get("line", 0)), granted)
         except CodegenError as err:
-            message = err.message + (f"\nhint: {err.hint}" if err.hint else "")
+            hint = err.hint_for(ls.index.snapshot.env)
+            message = err.message + (f"\nhint: {hint}" if hint else "")
             ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
             raise JsonRpcException(message=message, code=REQUEST_FAILED) from None
         result = {"method": code.method, "lang": code.lang, "code": code.code, "filename": code.filename,
                   "applied": False}
-        if arg.get("uri"):
-            pos = arg.get("position") or {"line": 0, "character": 0}
-            edit = types.WorkspaceEdit(changes={arg["uri"]: [types.TextEdit(
-                types.Range(types.Position(pos["line"], pos["character"]),
-                            types.Position(pos["line"], pos["character"])), code.code + "\n")]})
+        if uri and not edits:
+            ls.window_show_message(types.ShowMessageParams(
+                types.MessageType.Info, f"minicloud: {code.function} is already in this file"))
+        elif uri:
+            edit = types.WorkspaceEdit(changes={uri: [
+                types.TextEdit(types.Range(types.Position(e.line, e.character),
+                                           types.Position(e.end_line, e.end_character)), e.new_text)
+                for e in edits]})
             applied = await ls.workspace_apply_edit_async(
                 types.ApplyWorkspaceEditParams(edit=edit, label=f"Generate call to {code.method}"))
             result["applied"] = bool(applied and applied.applied)
         return result
+
+
+def _document_text(ls, uri: str) -> str:
+    """The open document's text (what the editor shows), else the file's, else nothing (a new file)."""
+    from urllib.parse import unquote
+
+    from pygls.uris import to_fs_path
+
+    doc = ls.workspace.text_documents.get(unquote(uri))
+    if doc is not None:
+        return doc.source
+    path = to_fs_path(uri)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, TypeError, UnicodeDecodeError):
+        return ""

@@ -164,15 +164,20 @@ def test_crashing_release_is_removed_and_old_keeps_serving(cloud_env, ca):
     assert [r.id for r in cloud_env.cloud.releases("test")] == releases_before, "the failed image must go"
 
 
-def test_start_command_that_daemonises_gets_advice(cloud_env, ca):
-    serving = cloud_env.cloud.status("test", stats=False).release
+def deploy_with_manifest(cloud_env, old: str, new: str) -> subprocess.CompletedProcess:
+    """`minicloud deploy test` with one edit to minicloud.toml, restored after."""
     manifest = cloud_env.workspace / "minicloud.toml"
     good = manifest.read_text()
-    manifest.write_text(good.replace('start = "node server.js"', 'start = "nohup node server.js > /dev/null &"'))
+    manifest.write_text(good.replace(old, new))
     try:
-        out = minicloud("deploy", "test", workspace=cloud_env.workspace)
+        return minicloud("deploy", "test", workspace=cloud_env.workspace)
     finally:
         manifest.write_text(good)
+
+
+def test_start_command_that_daemonises_gets_advice(cloud_env, ca):
+    serving = cloud_env.cloud.status("test", stats=False).release
+    out = deploy_with_manifest(cloud_env, 'start = "node server.js"', 'start = "nohup node server.js > /dev/null &"')
     assert out.returncode != 0
     assert "exited (code 0)" in out.stderr and "foreground" in out.stderr and "nohup" in out.stderr
     assert request(cloud_env.url + "/", ca)[1]["release"] == serving
@@ -180,13 +185,7 @@ def test_start_command_that_daemonises_gets_advice(cloud_env, ca):
 
 def test_unhealthy_release_times_out_and_cli_shows_log_tail(cloud_env, ca):
     serving = cloud_env.cloud.status("test", stats=False).release
-    manifest = cloud_env.workspace / "minicloud.toml"
-    good = manifest.read_text()
-    manifest.write_text(good.replace('health = "/healthz"', 'health = "/missing"\nhealth_timeout = 4'))
-    try:
-        out = minicloud("deploy", "test", workspace=cloud_env.workspace)
-    finally:
-        manifest.write_text(good)
+    out = deploy_with_manifest(cloud_env, 'health = "/healthz"', 'health = "/missing"\nhealth_timeout = 4')
     assert out.returncode != 0
     assert "healthy" in out.stderr and "listening on 3000" in out.stderr  # the app's last log lines
     assert request(cloud_env.url + "/", ca)[1]["release"] == serving

@@ -144,3 +144,15 @@ def test_unknown_method_and_language():
     assert "unknown capability" in err.value.message
     with pytest.raises(CodegenError):
         generate("alipay.trade.precreate", "cobol", None)
+
+
+def test_the_hint_names_the_env_as_the_diagnostics_do(tmp_path):
+    """`minicloud codegen` for an unsigned method says `grant test …`, not `grant ENV …`."""
+    import subprocess
+    import sys
+
+    (tmp_path / "minicloud.toml").write_text('[app]\nname = "shop"\nruntime = "nodejs"\nstart = "x"\nport = 1\n')
+    out = subprocess.run([sys.executable, "-m", "deploy_bridge.cli", "-w", str(tmp_path), "codegen",
+                          "alipay.trade.precreate", "--env", "test"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "minicloud abilities grant test " in out.stderr and "grant ENV" not in out.stderr

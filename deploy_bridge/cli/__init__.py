@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--since", help="e.g. 10m, 2h, 30s or an ISO time")
     logs.add_argument("--tail", type=_tail, metavar="N", help="the last N lines of each container")
     logs.add_argument("--grep", help="only lines matching this regular expression")
-    logs.add_argument("--role", choices=["app", "db", "gateway", "sandbox"])
+    logs.add_argument("--role", metavar="ROLE", help="only one role's lines: app, db, sandbox, gateway")
     db = verb("db", cmd_db, "run SQL in the environment's database (a shell without -e)")
     db.add_argument("-e", "--execute", metavar="SQL")
     verb("vars", cmd_vars, "the variables injected into the app (secrets masked)")

@@ -86,7 +86,7 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     try:
         generated = generate(args.method, args.lang, granted_methods(abilities))
     except CodegenError as err:
-        raise MinicloudError(err.message, hint=err.hint) from None
+        raise MinicloudError(err.message, hint=err.hint_for(args.env)) from None
     if args.out:
         Path(args.out).write_text(generated.code)
         print(f"wrote {args.out}", file=sys.stderr)

@@ -236,19 +236,47 @@ class CapabilityFeature(Feature):
 
     # ---- code actions
     def code_actions(self, ctx: Context, params: types.CodeActionParams) -> list[types.CodeAction]:
+        """"Generate call to …": the command adds one function for the call at the cursor, and the
+        imports and the client set-up only when the file lacks them (codegen.compose); a call whose
+        function the file already holds is not offered again."""
         line_start = ctx.offset - len(ctx.line_prefix)
         here = [u for u in find_uses(ctx.line_text) if u.start <= ctx.column <= u.end]
         methods = [u.api.method for u in here] or sorted(ctx.snapshot.granted)[:8]
-        lang = {"python": "python", "java": "java"}.get(ctx.language, "node")
+        lang = _codegen_lang(ctx.language)
+        defined = _defined_names(ctx.text)
         actions = []
-        for method in methods:
+        for method in dict.fromkeys(methods):
+            if _function_name(method) in defined:
+                continue
             signed = method in ctx.snapshot.granted
             actions.append(types.CodeAction(
                 title=f"Generate call to {method}" + ("" if signed else " (not signed)"),
                 kind=types.CodeActionKind.RefactorRewrite if here else types.CodeActionKind.Refactor,
                 command=types.Command(title=f"Generate call to {method}", command="minicloud.codegen",
                                       arguments=[{"method": method, "lang": lang, "uri": params.text_document.uri,
-                                                  "position": {"line": params.range.start.line, "character": 0}}]),
+                                                  "position": {"line": params.range.start.line,
+                                                               "character": params.range.start.character}}]),
                 diagnostics=[d for d in params.context.diagnostics if d.code == "unsigned" and
                              span_range(ctx.text, line_start, line_start).start.line == d.range.start.line] or None))
         return actions
+
+
+def _codegen_lang(language: str) -> str:
+    """codegen's language for a document's: Python, Java, else JavaScript (Node)."""
+    return {"python": "python", "java": "java"}.get(language, "node")
+
+
+def _function_name(method: str) -> str:
+    from codegen.generate import function_name
+
+    return function_name(method)
+
+
+DECLARED = re.compile(r"\b(?:function\s*\*?|def|async)\s+([A-Za-z_$][\w$]*)\s*\("
+                      r"|^[ \t]*(?:public\s+|static\s+|async\s+)*(?:String\s+)?([A-Za-z_$][\w$]*)\s*\([^)\n]*\)\s*"
+                      r"(?:throws\s+[\w.,\s]+)?\{", re.MULTILINE)
+
+
+def _defined_names(text: str) -> set[str]:
+    """Names of the functions and methods declared in `text` (what a generated call would add)."""
+    return {m.group(1) or m.group(2) for m in DECLARED.finditer(text)}
