@@ -32,6 +32,8 @@ GOALS = {  # metric: (goal, "<" or ">")
     "rollback_failed_requests": (0, "<="), "deploy_failed_requests_keepalive": (0, "<="),
     "rollback_failed_requests_keepalive": (0, "<="), "log_latency_p95_ms": (100.0, "<"), "log_lines_per_s": (10_000, ">"),
     "completion_flood_ratio": (1.5, "<"),
+    "sql_tables_completion_p99_ms": (5.0, "<"), "sql_tables_completion_bytes": (64 * 1024, "<"),
+    "completion_first_2s_ratio": (2.0, "<"),
 }
 PACKAGES = ["FACE_TO_FACE_PAYMENT", "JSAPI_PAY", "QUICK_WAP_WAY", "FAST_INSTANT_TRADE_PAY", "QUICK_MSECURITY_PAY",
             "芝麻信用"]
@@ -202,7 +204,7 @@ def wait_for_index(client, uri: str, pos: dict[str, int], tables: int, seconds: 
 def measure_empty_server(workspace: Path, count: int) -> float:
     from .lsp import TimedClient
 
-    client = TimedClient([sys.executable, str(Path(__file__).with_name("empty_server.py"))], workspace)
+    client = TimedClient(EMPTY_SERVER, workspace)
     try:
         uri = (workspace / "x.js").as_uri()
         client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "javascript",
@@ -215,12 +217,115 @@ def measure_empty_server(workspace: Path, count: int) -> float:
         client.close()
 
 
+EMPTY_SERVER = [sys.executable, str(Path(__file__).with_name("empty_server.py"))]
+
+
+def first_seconds_latencies(command: list[str], workspace: Path, seconds: float) -> list[float]:
+    """Completions sent back to back from the moment `initialize` is answered, for `seconds`: what a
+    user typing right after the editor starts meets (the server's start-up work runs meanwhile)."""
+    from .lsp import TimedClient
+
+    client = TimedClient(command, workspace)
+    try:
+        mixed, _, _ = open_documents(client, workspace)
+        lat: list[float] = []
+        while time.perf_counter() - client.initialized_at < seconds:
+            uri, pos = mixed[len(lat) % len(mixed)]
+            lat.append(client.timed("textDocument/completion", {"textDocument": {"uri": uri}, "position": pos})[0])
+        return lat
+    finally:
+        client.close()
+
+
+def measure_first_seconds(command: list[str], workspace: Path, runs: int, out: dict[str, Any],
+                          seconds: float = 2.0) -> None:
+    """Our server and the empty one side by side (alternating starts, the same documents and requests):
+    the p99 of every completion of the first `seconds` of each start, and the ratio of the two."""
+    ours: list[float] = []
+    empty: list[float] = []
+    for _ in range(runs):
+        ours += first_seconds_latencies(command, workspace, seconds)
+        empty += first_seconds_latencies(EMPTY_SERVER, workspace, seconds)
+    out.update(completion_p99_first_2s_ms=percentile(ours, 99), completion_max_first_2s_ms=max(ours),
+               completion_requests_first_2s=len(ours) // runs,
+               empty_server_completion_p99_first_2s_ms=percentile(empty, 99))
+    out["completion_first_2s_ratio"] = out["completion_p99_first_2s_ms"] / out["empty_server_completion_p99_first_2s_ms"]
+
+
+def typed_table_queries(word: str) -> str:
+    """One line per keystroke of typing `word` after FROM (the empty word first), then a column list."""
+    lines = [f"const q{i} = db.query('SELECT * FROM {word[:i]}');" for i in range(len(word) + 1)]
+    return "\n".join(lines + ["const c = db.query('SELECT o. FROM order_0042 o');",
+                               "const h = db.query('SELECT * FROM invoice_0007');", ""])
+
+
+def measure_large_schema(cloud, command: list[str], workspace: Path, quick: bool, out: dict[str, Any]) -> None:
+    """2,000 tables of 25 columns in the live database: the index build, the server's memory with it,
+    and table completions as a user types a name (resolve client), their size, resolve and hover."""
+    from lsp_server.index import Index, Snapshot
+
+    from .lsp import RESOLVE_DOCUMENTATION, TimedClient, create_large_schema
+
+    start = time.perf_counter()
+    names = create_large_schema(cloud, "test")
+    out["large_schema_create_s"] = time.perf_counter() - start
+    index = Index(workspace, "test")
+    index.snapshot = Snapshot("test")
+    start = time.perf_counter()
+    built = index.refresh()  # also persists it: the servers below start from it
+    out["index_build_s"] = time.perf_counter() - start
+    out["index_tables"] = len(built.tables)
+    word = "ticket_0042"
+    text = typed_table_queries(word)
+    uri = (workspace / "bench_tables.js").as_uri()
+    typing = [{"line": i, "character": text.split("\n")[i].index("')")} for i in range(len(word) + 1)]
+    columns_pos = {"line": len(word) + 1, "character": text.split("\n")[len(word) + 1].index("o. ") + 2}
+    hover_pos = {"line": len(word) + 2, "character": text.split("\n")[len(word) + 2].index("invoice_") + 3}
+    for resolving in (True, False):
+        client = TimedClient(command, workspace, completion=RESOLVE_DOCUMENTATION if resolving else None)
+        try:
+            client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "javascript",
+                                                                    "version": 1, "text": text}})
+            first = client.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": typing[-1]})
+            assert any(i["label"] == word for i in first["items"]), "the server's index lacks the 2,000 tables"
+            client.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": typing[0]})
+            if not resolving:
+                out["sql_tables_completion_bytes_inline"] = client.answer_bytes
+                continue
+            out["sql_tables_completion_bytes"] = client.answer_bytes
+            out["sql_tables_completion_items"] = len(client.request(
+                "textDocument/completion", {"textDocument": {"uri": uri}, "position": typing[0]})["items"])
+            out["rss_index_2000_tables_mb"] = client.rss_mb()
+            client.wait(3.0)  # settled: the start-up is measured by measure_first_seconds
+            n = 600 if quick else 2000
+            lat, items = [], []
+            for k in range(n):
+                ms, result = client.timed("textDocument/completion",
+                                          {"textDocument": {"uri": uri}, "position": typing[k % len(typing)]})
+                lat.append(ms)
+                items += result["items"][:1]
+            out.update(sql_tables_completion_p50_ms=statistics.median(lat),
+                       sql_tables_completion_p99_ms=percentile(lat, 99))
+            lat = [client.timed("completionItem/resolve", items[k % len(items)])[0] for k in range(300)]
+            out["sql_resolve_p99_ms"] = percentile(lat, 99)
+            lat = [client.timed("textDocument/completion", {"textDocument": {"uri": uri}, "position": columns_pos})[0]
+                   for _ in range(300)]
+            out["sql_columns_completion_p99_ms"] = percentile(lat, 99)
+            lat = [client.timed("textDocument/hover", {"textDocument": {"uri": uri}, "position": hover_pos})[0]
+                   for _ in range(300)]
+            out["sql_hover_p99_ms_2000_tables"] = percentile(lat, 99)
+        finally:
+            client.close()
+    out["large_schema_tables"] = len(names)
+
+
 def measure_lsp(cloud, workspace: Path, quick: bool, out: dict[str, Any]) -> None:
     """The language server as an editor meets it: start-up, answers, then the log panel under load."""
     from .lsp import TimedClient
 
     command = [str(Path(sys.executable).parent / "minicloud-lsp")]  # beside the interpreter running the bench
     measure_startup(command, workspace, 3 if quick else 7, out)
+    measure_five_apps(command, workspace, 3 if quick else 7, out)
     client = TimedClient(command, workspace)
     try:
         mixed = measure_answers(client, workspace, quick, out)
@@ -244,6 +349,63 @@ def measure_startup(command: list[str], workspace: Path, runs: int, out: dict[st
         starts.append(c.initialize_ms)
         c.close()
     out["initialize_ms"] = statistics.median(starts)
+
+
+def measure_five_apps(command: list[str], workspace: Path, runs: int, out: dict[str, Any]) -> None:
+    """Start-up and idle memory of one server answering five apps of one workspace: five copies of
+    bench/app under different names (the measured app's packages and saved tables each), each a
+    workspace folder, a document of each open (every app's index running)."""
+    from codegen.abilities import grant
+
+    from .lsp import TimedClient
+
+    base = Path(tempfile.mkdtemp(prefix="minicloud-bench-apps-"))
+    try:
+        roots = []
+        for i in range(1, 6):
+            root = base / f"app{i}"
+            shutil.copytree(Path(__file__).with_name("app"), root)
+            manifest = root / "minicloud.toml"
+            manifest.write_text(manifest.read_text().replace('name = "benchapp"', f'name = "benchapp{i}"'))
+            grant(root, "test", PACKAGES)
+            saved = workspace / ".minicloud" / "index-test.json"
+            if saved.is_file():
+                shutil.copyfile(saved, root / ".minicloud" / "index-test.json")
+            roots.append(root)
+        folders = [{"uri": r.as_uri(), "name": r.name} for r in roots]
+
+        class FoldersClient(TimedClient):  # TimedClient announces a root only: the five apps as folders
+            def request(self, method: str, params: Any, timeout: float = 600) -> Any:
+                if method == "initialize":
+                    params = {**params, "workspaceFolders": folders}
+                return super().request(method, params, timeout)
+
+        starts = []
+        for _ in range(runs):
+            c = FoldersClient(command, base)
+            starts.append(c.initialize_ms)
+            c.close()
+        out["initialize_5_apps_ms"] = statistics.median(starts)
+        client = FoldersClient(command, base)
+        try:
+            text, positions, _ = source_file()
+            variable = next(p for kind, p in positions if kind == "injected-variable")
+            uris = []
+            for root in roots:
+                uris.append((root / "bench_big.js").as_uri())
+                client.notify("textDocument/didOpen", {"textDocument": {"uri": uris[-1], "languageId": "javascript",
+                                                                        "version": 1, "text": text}})
+            for uri in uris:  # each app answers from its own index
+                items = client.request("textDocument/completion", {"textDocument": {"uri": uri},
+                                                                   "position": variable})["items"]
+                if not any(i["label"] == "MINICLOUD_ENV" for i in items):
+                    raise RuntimeError(f"no variables for {uri}")
+            client.wait(1.0)
+            out["rss_idle_5_apps_mb"] = client.rss_mb()
+        finally:
+            client.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def measure_answers(client, workspace: Path, quick: bool, out: dict[str, Any]) -> list:
@@ -451,6 +613,11 @@ def main(argv: list[str] | None = None) -> int:
         log("language server")
         results["empty_server_completion_p99_ms"] = measure_empty_server(workspace, 500)
         measure_lsp(cloud, workspace, args.quick, results)
+        log("a real-sized database (2,000 tables of 25 columns)")
+        command = [str(Path(sys.executable).parent / "minicloud-lsp")]
+        measure_large_schema(cloud, command, workspace, args.quick, results)
+        log("the first seconds after start, beside the empty server")
+        measure_first_seconds(command, workspace, 3 if args.quick else 8, results)
     finally:
         log("removing what the benchmark created")
         cleanup(instance)

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 LOGS_PREFIX = b'{"jsonrpc":"2.0","method":"minicloud/logs"'
+# what VS Code announces for completion items: documentation fetched through completionItem/resolve
+RESOLVE_DOCUMENTATION = {"completionItem": {"documentationFormat": ["markdown", "plaintext"],
+                                            "resolveSupport": {"properties": ["documentation", "detail"]}}}
 
 
 class ServerExited(RuntimeError):
@@ -28,8 +31,9 @@ class ServerExited(RuntimeError):
 
 class TimedClient:
     def __init__(self, command: list[str], root: Path, env: dict[str, str] | None = None,
-                 logs_capability: bool = True) -> None:
+                 logs_capability: bool = True, completion: dict[str, Any] | None = None) -> None:
         self.started = time.perf_counter()
+        self.answer_bytes = 0  # the size of the last answer's body
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=env or os.environ.copy())
         assert self.proc.stdout is not None and self.proc.stdin is not None
@@ -46,9 +50,12 @@ class TimedClient:
         self.raw_logs: list[tuple[bytes, float]] = []
         caps = {"window": {"workDoneProgress": False},
                 "experimental": {"minicloudLogs": True} if logs_capability else {}}
+        if completion is not None:
+            caps["textDocument"] = {"completion": completion}
         self.request("initialize", {"processId": os.getpid(), "rootUri": root.as_uri(), "capabilities": caps,
                                     "initializationOptions": {"env": "test"}})
-        self.initialize_ms = (time.perf_counter() - self.started) * 1000
+        self.initialized_at = time.perf_counter()
+        self.initialize_ms = (self.initialized_at - self.started) * 1000
         self.notify("initialized", {})
 
     # ---- the loop
@@ -89,6 +96,7 @@ class TimedClient:
             msg = json.loads(body)
             if "id" in msg and "method" not in msg:
                 self._answers[msg["id"]] = msg
+                self.answer_bytes = length
             elif "id" in msg:  # a request from the server: answer null
                 self._send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
             elif self.on_notification is not None:
@@ -143,3 +151,41 @@ class TimedClient:
         except Exception:  # noqa: BLE001 - a benchmark must always end its server
             self.proc.kill()
         self._selector.close()
+
+
+# ---- a real-sized database: what the server's index and SQL completions are measured against
+SCHEMA_WORDS = ("account", "address", "audit", "batch", "billing", "campaign", "contract", "customer", "delivery",
+                "invoice", "ledger", "order", "payment", "price", "product", "refund", "shipment", "stock",
+                "supplier", "ticket")
+COLUMN_TYPES = ("INT", "BIGINT", "VARCHAR(64)", "VARCHAR(255)", "DECIMAL(12,2)", "DATETIME", "DATE", "TINYINT(1)",
+                "TEXT")
+
+
+def large_table_names(prefix: str = "", tables: int = 2000) -> list[str]:
+    """`tables` names as a business database has them: a few hundred per subject (`order_0042`)."""
+    per = -(-tables // len(SCHEMA_WORDS))
+    return [f"{prefix}{SCHEMA_WORDS[i // per]}_{i % per:04d}" for i in range(tables)]
+
+
+def large_schema_statements(prefix: str = "", tables: int = 2000, columns: int = 25,
+                            batch: int = 80) -> list[str]:
+    """CREATE TABLE statements for `tables` tables of `columns` columns each, joined into batches (one
+    argument of a `mariadb -e` each, well under Linux's 128 KB per argument)."""
+    statements = []
+    for name in large_table_names(prefix, tables):
+        cols = ", ".join(f"{SCHEMA_WORDS[(k * 7) % len(SCHEMA_WORDS)]}_field_{k:02d} {COLUMN_TYPES[k % len(COLUMN_TYPES)]}"
+                         for k in range(1, columns))
+        statements.append(f"CREATE TABLE IF NOT EXISTS `{name}` (id BIGINT PRIMARY KEY, {cols})")
+    return [";\n".join(statements[i:i + batch]) + ";" for i in range(0, len(statements), batch)]
+
+
+def create_large_schema(cloud, env: str, prefix: str = "", tables: int = 2000, columns: int = 25) -> list[str]:
+    """Create the tables in the env's live database (through `db_query`, in batches); their names."""
+    for sql in large_schema_statements(prefix, tables, columns):
+        cloud.db_query(env, sql)
+    return large_table_names(prefix, tables)
+
+
+def drop_tables(cloud, env: str, names: list[str], batch: int = 200) -> None:
+    for i in range(0, len(names), batch):
+        cloud.db_query(env, "DROP TABLE IF EXISTS " + ", ".join(f"`{n}`" for n in names[i:i + batch]))

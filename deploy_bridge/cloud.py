@@ -10,6 +10,7 @@ gateway's route per host (which container serves).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -19,16 +20,24 @@ import docker
 from docker.errors import APIError, NotFound
 
 from . import engine, hosts, images, keeper, logs, variables
-from .config import LABEL_APP, LABEL_ENV, LABEL_RELEASE, LABEL_WORKSPACE, workspace_state_dir
+from .config import (
+    LABEL_APP,
+    LABEL_ENV,
+    LABEL_FN_VERSIONS,
+    LABEL_RELEASE,
+    LABEL_WORKSPACE,
+    workspace_state_dir,
+)
 from .credentials import credentials, credentials_path
 from .database import Database
 from .errors import BadInput, MinicloudError, NotBuilt
+from .functions import Functions, Invocation, versions_label
 from .gateway import Edge
 from .lock import EnvLock
 from .model import DeployResult, EnvStatus, QueryResult, Release, TableInfo
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder, list_releases, wait_healthy
-from .roles import ALL_ROLES, SERVICE_ROLES, EnvParts
+from .roles import ALL_ROLES, FUNCTION_INSTANCE, SERVICE_ROLES, EnvParts
 from .rollout import AppTarget, Rollout, clean_leftovers
 from .status import container_status, derive_state, fill_stats, role_of, sort_containers
 from .workspace import Workspace
@@ -72,17 +81,20 @@ class Cloud(Workspace):
         s = self.settings
         return [s.app_host(self.app, env), s.sandbox_host(self.app, env)]
 
-    def _target(self, env: str, release: str | None) -> AppTarget:
-        m = self.manifest
+    def _mounts(self, env: str) -> dict[str, dict[str, str]]:
+        """What the app (and each function) gets mounted read-only: the local CA, the sandbox's keys."""
         mounts = {self.ca_path(): {"bind": variables.CA_FILE, "mode": "ro"}}
-        keys = self._sandbox_keys(env, create=False) if m.env(env).sandbox else None
+        keys = self._sandbox_keys(env, create=False) if self.manifest.env(env).sandbox else None
         if keys:
             mounts[str(keys.app_private)] = {"bind": f"{variables.ALIPAY_KEYS_DIR}/app_private.pem", "mode": "ro"}
             mounts[str(keys.platform_public)] = {"bind": f"{variables.ALIPAY_KEYS_DIR}/platform_public.pem",
                                                  "mode": "ro"}
-        return AppTarget(self._client(), self._edge(), m, env, self.settings.network(self.app, env),
+        return mounts
+
+    def _target(self, env: str, release: str | None) -> AppTarget:
+        return AppTarget(self._client(), self._edge(), self.manifest, env, self.settings.network(self.app, env),
                          self.settings.app_host(self.app, env),
-                         variables.as_environment(self._variables(env, release)), mounts)
+                         variables.as_environment(self._variables(env, release)), self._mounts(env))
 
     # ----------------------------------------------------------------- environments
     def build_env(self, env: str, progress: Progress | None = None) -> DeployResult:
@@ -124,6 +136,7 @@ class Cloud(Workspace):
         for host in self._hosts(env):
             edge.add_host(host)
         edge.attach(network, self._hosts(env))
+        credentials(self.workspace, env, self.app)  # first: the variables every role hands on name them
         parts = self._parts(env, edge, sandbox_keys=self._sandbox_keys(env, create=True))
         for role in SERVICE_ROLES:
             if role.enabled(parts):
@@ -136,7 +149,9 @@ class Cloud(Workspace):
 
     def _parts(self, env: str, edge: Edge, sandbox_keys=None) -> EnvParts:
         return EnvParts(self._client(), self.settings, edge, self.workspace, self.manifest, self.app, env,
-                        self.settings.network(self.app, env), sandbox_keys)
+                        self.settings.network(self.app, env), sandbox_keys,
+                        variables.as_environment(self._variables(env, None)),
+                        [f"{host}:{spec['bind']}:ro" for host, spec in self._mounts(env).items()])
 
     def destroy_env(self, env: str, with_data: bool = False, progress: Progress | None = None) -> None:
         self._check_env(env)
@@ -156,8 +171,10 @@ class Cloud(Workspace):
         for host in self._hosts(env):
             edge.remove_host(host)
         progress.report("removing containers")
+        self._functions(env).remove(remove_code=True)  # the scheduler first: it would start instances again
         for container in self.containers(env):
-            container.remove(force=True)
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
         with contextlib.suppress(NotFound):
             network = client.networks.get(s.network(self.app, env))
             edge.detach(network)
@@ -193,8 +210,27 @@ class Cloud(Workspace):
             return self._deploy_locked(env, progress, started)
 
     def _deploy_locked(self, env: str, progress: Progress, started: float) -> DeployResult:
-        release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress)
-        return self._roll(env, release, tag, progress, started, fresh=True)
+        """The app and the functions as one release: the release image records the functions' versions."""
+        functions = self._functions(env)
+        versions = functions.package(list(functions.specs), progress) if functions.specs else None
+        labels = {LABEL_FN_VERSIONS: versions_label(versions)} if versions is not None else None
+        release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress, labels)
+        result = self._roll(env, release, tag, progress, started, fresh=True)
+        if versions is not None:
+            self._functions_live(env, versions, progress)
+        return result
+
+    def _functions(self, env: str) -> Functions:
+        return Functions(self._client(), self.settings, self.manifest, env)
+
+    def _functions_live(self, env: str, versions: dict[str, str], progress: Progress) -> None:
+        """Make these function versions take new invocations (the scheduler is started if needed)."""
+        functions = self._functions(env)
+        parts = self._parts(env, self._edge())
+        functions.write_config(versions, parts.environment, parts.binds)
+        functions.ensure_scheduler(images.ensure_recipe(self._client(), "sandbox", progress), parts.edge, progress)
+        functions.wait_live(versions)
+        progress.report(f"functions live: {', '.join(f'{n} {v}' for n, v in sorted(versions.items()))}")
 
     def _roll(self, env: str, release: str, image: str, progress: Progress, started: float,
               fresh: bool = False) -> DeployResult:
@@ -218,7 +254,12 @@ class Cloud(Workspace):
             current = self._current_release(env)
             target = self._rollback_target(env, current, to)
             progress.report(f"rolling back to {target.id} (no rebuild)")
-            return self._roll(env, target.id, target.image, progress, started)
+            result = self._roll(env, target.id, target.image, progress, started)
+            recorded = self._client().images.get(target.image).labels.get(LABEL_FN_VERSIONS)
+            if recorded:  # the functions as they were deployed with that release
+                versions = {n: v for n, v in json.loads(recorded).items() if n in self.manifest.functions.functions}
+                self._functions_live(env, versions, progress)
+            return result
 
     def _rollback_target(self, env: str, current: str | None, to: str | None) -> Release:
         known = list_releases(self._client(), self.settings, self.app, env, current)
@@ -245,6 +286,38 @@ class Cloud(Workspace):
                 return c.labels.get(LABEL_RELEASE)
         return None
 
+    # ----------------------------------------------------------------- functions
+    def fn_deploy(self, env: str, names: list[str] | None = None, progress: Progress | None = None) -> dict:
+        """Function code only: no image is built; in-flight invocations finish on the old version."""
+        self._check_env(env)
+        progress = progress or NullProgress()
+        started = time.monotonic()
+        functions = self._functions(env)
+        if not functions.specs:
+            raise BadInput(f"{self.manifest.path} has no [functions.NAME] table", hint="add one, e.g. [functions.hello]")
+        functions.check_sources(names)  # a bad name or missing code is said before anything else
+        self._network(env)
+        with self.lock(env).hold("fn deploy"):
+            wanted = names or list(functions.specs)
+            versions = {**{n: v for n, v in functions.live_versions().items() if n in functions.specs},
+                        **functions.package(wanted, progress)}
+            missing = [n for n in functions.specs if n not in versions]
+            versions.update(functions.package(missing, progress))  # functions not deployed yet come along
+            self._functions_live(env, versions, progress)
+        return {"env": env, "app": self.app, "versions": versions, "seconds": round(time.monotonic() - started, 3)}
+
+    def fn_invoke(self, env: str, name: str, event: object) -> Invocation:
+        self._check_env(env)
+        functions = self._functions(env)
+        functions.check_sources([name])
+        return functions.invoke(name, event, self.ca_path())
+
+    def fn_list(self, env: str) -> dict:
+        """Each function's version, instances, queue, invocations, errors and p95; each runtime's pool."""
+        self._check_env(env)
+        self._network(env)
+        return {"env": env, "app": self.app, **self._functions(env).status()}
+
     # ----------------------------------------------------------------- start / stop / restart
     def stop(self, env: str, progress: Progress | None = None) -> EnvStatus:
         self._check_env(env)
@@ -255,7 +328,7 @@ class Cloud(Workspace):
             # the route first: the keeper brings back only what is routed
             edge.stop_route(self.settings.app_host(self.app, env), f"{self.app}/{env} is stopped (minicloud start {env})")
             edge.stop_route(self.settings.sandbox_host(self.app, env), f"the sandbox of {self.app}/{env} is stopped")
-            for role in ("app", *(r.name for r in reversed(SERVICE_ROLES))):
+            for role in ("app", FUNCTION_INSTANCE, *(r.name for r in reversed(SERVICE_ROLES))):
                 for c in self.containers(env, role=role, running_only=True):
                     progress.report(f"stopping {c.name}")
                     c.stop(timeout=15)
@@ -346,7 +419,7 @@ class Cloud(Workspace):
                          list_releases(self._client(), self.settings, self.app, env, current))
 
     def log_batches(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
-                    grep: str | None = None, roles: list[str] | None = None,
+                    grep: str | None = None, roles: list[str] | None = None, fn: str | None = None,
                     stop: threading.Event | None = None) -> Iterator[list]:
         """The env's logs as they arrive, in batches (see `logs.read_batches`)."""
         self._check_env(env)
@@ -357,8 +430,12 @@ class Cloud(Workspace):
         self._network(env)
         hostnames = tuple(self._hosts(env))
 
+        # an invocation's lines are tagged "[NAME REQUEST-ID]" by the function's agent
+        accept = (lambda text: text.startswith(f"[{fn} ")) if fn else None
+
         def sources() -> list:
-            found = [logs.make_source(c) for c in self.containers(env) if role_of(c) in roles]
+            found = [logs.make_source(c, accept if role_of(c) == FUNCTION_INSTANCE else None)
+                     for c in self.containers(env) if role_of(c) in roles]
             if "gateway" in roles and (edge := self._edge().container()) is not None:
                 # the gateway is shared: keep the lines about this env's hosts
                 found.append(logs.make_source(edge, lambda text: any(h in text for h in hostnames)))

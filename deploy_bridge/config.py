@@ -20,6 +20,7 @@ LABEL_INSTANCE = "minicloud.instance"
 LABEL_RECIPE = "minicloud.recipe"
 LABEL_IMAGE = "minicloud.image"
 LABEL_WORKSPACE = "minicloud.workspace"  # on the network: which folder owns app/env
+LABEL_FN_VERSIONS = "minicloud.fn.versions"  # on a release image: the functions deployed with it (JSON)
 
 # Every container logs to rotated JSON files: a chatty app cannot fill the disk, and the log
 # followers can read the files directly (logs.py) whatever the engine's default driver is.

@@ -35,6 +35,7 @@ from .progress import NullProgress, Progress
 CONTAINER_CONF = "/etc/minicloud"
 ADMIN = "http://127.0.0.1:8080/_minicloud"
 DEFAULT_CERT_NAME = "minicloud.localhost"  # what a client of an unknown host is shown
+FUNCTIONS_PATH = "/fn"  # HOST/fn in routes.tsv: where the env's functions scheduler takes /fn/ requests
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,9 @@ class Edge:
                 f"    server_name {host};\n"
                 f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
                 f"    ssl_certificate_key {CONTAINER_CONF}/certs/{key.name};\n"
-                "    location / { include /etc/nginx/minicloud/proxy.conf; }\n"
+                f"    location / {{ set $minicloud_route {host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
+                f"    location /fn/ {{ set $minicloud_route {host}{FUNCTIONS_PATH}; "
+                "include /etc/nginx/minicloud/proxy.conf; }\n"
                 "}\n")
 
     def add_host(self, host: str) -> None:
@@ -243,7 +246,7 @@ class Edge:
 
     def remove_host(self, host: str) -> None:
         with self._locked():
-            self._write_routes({r.host: r for r in self.routes() if r.host != host})
+            self._write_routes({r.host: r for r in self.routes() if r.host.split("/", 1)[0] != host})
             existed = self.host_file(host).is_file()
             self.host_file(host).unlink(missing_ok=True)
             if self.container() is not None:
@@ -288,11 +291,10 @@ class Edge:
                         message, stopped=True))
 
     def _put(self, route: Route) -> None:
-        host = route.host
-        self.add_host(host)
+        self.add_host(route.host.split("/", 1)[0])  # a route key is HOST or HOST/fn
         with self._locked():
             routes = {r.host: r for r in self.routes()}
-            routes[host] = route
+            routes[route.host] = route
             self._write_routes(routes)
             self._apply(expect=route)
 
@@ -372,6 +374,18 @@ class Edge:
             return code is not None and 200 <= code < 300
 
         return bool(poll_until(ok, timeout, 0.2))
+
+    def fetch(self, url: str, timeout: float = 5) -> tuple[int | None, bytes]:
+        """GET `url` from inside the gateway (it is on every env's network): (status, body)."""
+        edge = self.container()
+        if edge is None:
+            return None, b""
+        marker = b"\n--minicloud-status:"
+        _, out = edge.exec_run(["curl", "-s", "--max-time", str(timeout), "-w", marker.decode() + "%{http_code}",
+                                url])
+        body, _, code = out.rpartition(marker)
+        text = code.decode(errors="replace").strip()
+        return (int(text) if text.isdigit() and text != "000" else None), body
 
     def _curl(self, url: str, *options: str) -> int | None:
         edge = self.container()

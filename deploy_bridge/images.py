@@ -152,10 +152,29 @@ def tar_context(files: dict[str, bytes], extra_paths: Iterable[tuple[str, Path]]
 
 
 def docker_build(client: docker.DockerClient, context: io.BytesIO, tag: str, labels: dict[str, str],
-                 progress: Progress, what: str, on_line: Callable[[str], None] | None = None) -> str:
-    """Build from an in-memory context, streaming steps to `progress`; BuildFailed shows the log tail."""
+                 progress: Progress, what: str, on_line: Callable[[str], None] | None = None,
+                 log_path: Path | None = None,
+                 explain: Callable[[list[str], str], BuildFailed | None] | None = None) -> str:
+    """Build from an in-memory context, streaming steps to `progress`; BuildFailed shows the log tail.
+
+    With `log_path`, the whole build log is written there (and named in the error); with `explain`, a
+    failure is first handed to it (the log's lines and the engine's error) for an error in the user's
+    words, e.g. which step failed, the tool's first real error line and the fix.
+    """
     tail: deque[str] = deque(maxlen=25)
+    log: list[str] = []
     image_id = None
+
+    def failed(error: str) -> BuildFailed:
+        saved = _save_log(log_path, log)
+        found = explain(log, error) if explain else None
+        if found is None:
+            found = BuildFailed(f"building {what} failed: {error[:300]}",
+                                details="last lines of the build log:\n" + "\n".join(tail))
+        if saved:
+            found.details = "\n".join(filter(None, (found.details, f"the full build log: {saved}")))
+        return found
+
     try:
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag, labels=labels, rm=True,
                                       forcerm=True, decode=True, pull=False):
@@ -164,6 +183,7 @@ def docker_build(client: docker.DockerClient, context: io.BytesIO, tag: str, lab
                 for line in chunk["stream"].splitlines():
                     if line.strip():
                         tail.append(line)
+                        log.append(line)
                         if on_line:
                             on_line(line)
                         if line.startswith("Step "):
@@ -171,12 +191,26 @@ def docker_build(client: docker.DockerClient, context: io.BytesIO, tag: str, lab
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
             if "error" in chunk:
-                tail.append(chunk["error"].strip())
-                raise BuildFailed(f"building {what} failed: {chunk['error'].strip()[:300]}",
-                                  details="last lines of the build log:\n" + "\n".join(tail))
+                error = chunk["error"].strip()
+                tail.append(error)
+                log.append(error)
+                raise failed(error)
     except (APIError, BuildError) as err:
-        raise BuildFailed(f"building {what} failed: {err}", details="\n".join(tail)) from None
+        log.append(str(err))
+        raise failed(str(err)) from None
+    _save_log(log_path, log)
     return image_id or client.images.get(tag).id
+
+
+def _save_log(path: Path | None, lines: list[str]) -> Path | None:
+    if path is None:
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", errors="replace")
+    except OSError:
+        return None
+    return path
 
 
 def ensure_recipe(client: docker.DockerClient, name: str, progress: Progress | None = None) -> str:

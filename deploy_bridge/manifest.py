@@ -27,13 +27,26 @@ APP_NAME_MAX = 30
 ENV_NAME_MAX = 20
 VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RUNTIMES = ("nodejs", "python", "java")
+# a Debian package name (Debian policy 5.6.1): checked by its form only, never looked up on the network,
+# so the manifest is checked offline (and the names are safe to put in the build's apt-get command)
+DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+class StringList(tuple):
+    """The value of a "strings" field: a tuple that shows itself as TOML does (the default `[]` in docs)."""
+
+    def __str__(self) -> str:
+        return "[" + ", ".join(f'"{item}"' for item in self) + "]"
+
+
+NO_STRINGS = StringList()
 DEFAULT_ENVS = ("test", "prod")
 
 
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # "string" | "integer" | "boolean"
+    kind: str  # "string" | "integer" | "boolean" | "strings" (an array of strings; `pattern` checks each)
     doc: str
     required: bool = False
     choices: tuple[str, ...] = ()
@@ -58,6 +71,31 @@ class Table:
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
+
+
+FUNCTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
+FUNCTION_RUNTIMES = ("nodejs", "python")
+
+
+def _function_fields(defaults: bool) -> tuple[Field, ...]:
+    """What each function sets; [functions] gives the defaults of all (so only there do they have one)."""
+    d = (lambda value: value) if defaults else (lambda value: None)
+    return (
+        Field("runtime", "string", "Runtime the function runs on.", choices=FUNCTION_RUNTIMES, default=d("nodejs"),
+              example='"nodejs"'),
+        Field("memory", "integer", "MB of memory per instance (enforced: past it the invocation fails).",
+              default=d(256), minimum=32, maximum=4096, example="256"),
+        Field("timeout", "integer", "Seconds an invocation may take; past it the caller gets 504.",
+              default=d(10), minimum=1, maximum=900, example="10"),
+        Field("concurrency", "integer", "Invocations one instance runs at once.", default=d(1), minimum=1,
+              maximum=100, example="1"),
+        Field("reserved", "integer", "Instances kept specialised at all times (taken first).", default=d(0),
+              minimum=0, maximum=50, example="0"),
+        Field("max_instances", "integer", "On-demand instances at most; past them requests queue.",
+              default=d(20), minimum=1, maximum=200, example="20"),
+        Field("keep_alive", "integer", "Seconds an idle instance stays with its function before it goes "
+              "back to the pool.", default=d(120), minimum=1, maximum=86400, example="120"),
+    )
 
 
 SCHEMA: tuple[Table, ...] = (
@@ -113,8 +151,30 @@ SCHEMA: tuple[Table, ...] = (
                   example='"/etc/ssl/certs/corp-ca.pem"'),
             Field("install", "string", "Command that installs dependencies (default: by runtime).",
                   example='"npm ci --omit=dev"'),
+            Field("packages", "strings",
+                  "Debian packages installed for the dependency step only (compilers, headers, pkg-config), "
+                  "from the same mirror as the base images, as a cached layer. They stay out of the image "
+                  "that runs: name the shared libraries it needs in runtime_packages. Native Node modules: "
+                  '["build-essential"]; mysqlclient: ["pkg-config", "default-libmysqlclient-dev", '
+                  '"build-essential", "python3-dev"].',
+                  pattern=DEBIAN_PACKAGE_RE, default=NO_STRINGS, example='["build-essential"]'),
+            Field("runtime_packages", "strings",
+                  "Debian packages installed into the image that runs (shared libraries the dependencies "
+                  'link to, tools the app calls), e.g. ["libmariadb3"] for mysqlclient.',
+                  pattern=DEBIAN_PACKAGE_RE, default=NO_STRINGS, example='["libmariadb3"]'),
         ),
     ),
+    Table(
+        "functions",
+        "Cloud functions (code in functions/NAME/): the defaults of every function, and the pool.",
+        (
+            Field("pool", "integer", "Generic instances kept warm per runtime, holding no code.", default=2,
+                  minimum=0, maximum=20, example="2"),
+            *_function_fields(defaults=True),
+        ),
+    ),
+    Table("functions.*", "One function: code in functions/NAME/ (index.js with exports.main, or main.py with "
+          "def main); what it does not set comes from [functions].", _function_fields(defaults=False)),
     Table(
         "images",
         "Use official registry images instead of the locally built ones (needs a reachable registry).",
@@ -135,8 +195,8 @@ def schema_table(path: tuple[str, ...]) -> Table | None:
     concrete = ".".join(path)
     if concrete in TABLES:
         return TABLES[concrete]
-    if path[0] == "env" and len(path) >= 2:
-        generic = ".".join(("env", "*", *path[2:]))
+    if path[0] in ("env", "functions") and len(path) >= 2:
+        generic = ".".join((path[0], "*", *path[2:]))
         return TABLES.get(generic)
     return None
 
@@ -169,6 +229,45 @@ class BuildConfig:
     trust_host_ca: bool = schema_default("build", "trust_host_ca")
     ca_bundle: str | None = schema_default("build", "ca_bundle")
     install: str | None = schema_default("build", "install")
+    packages: tuple[str, ...] = schema_default("build", "packages")
+    runtime_packages: tuple[str, ...] = schema_default("build", "runtime_packages")
+
+    def __post_init__(self) -> None:
+        self.packages = StringList(self.packages or ())
+        self.runtime_packages = StringList(self.runtime_packages or ())
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One function, with [functions]'s defaults filled in."""
+
+    name: str
+    runtime: str
+    memory: int
+    timeout: int
+    concurrency: int
+    reserved: int
+    max_instances: int
+    keep_alive: int
+
+
+@dataclass
+class FunctionsConfig:
+    pool: int = 2
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+
+    def runtimes(self) -> list[str]:
+        return sorted({f.runtime for f in self.functions.values()})
+
+
+def _functions(data: dict[str, Any]) -> FunctionsConfig:
+    defaults = _with_defaults("functions", data)
+    specs = {}
+    for name, own in data.items():
+        if isinstance(own, dict):
+            values = {k: (v if v is not None else defaults[k]) for k, v in _with_defaults("functions.*", own).items()}
+            specs[name] = FunctionSpec(name=name, **values)
+    return FunctionsConfig(pool=defaults["pool"], functions=specs)
 
 
 @dataclass
@@ -186,6 +285,7 @@ class Manifest:
     envs: dict[str, EnvConfig] = field(default_factory=dict)
     build: BuildConfig = field(default_factory=BuildConfig)
     images: dict[str, str] = field(default_factory=dict)
+    functions: FunctionsConfig = field(default_factory=FunctionsConfig)
 
     @property
     def workspace(self) -> Path:
@@ -402,6 +502,8 @@ def _unquote(raw: str) -> str:
 
 
 def _check_value(fld: Field, value: Any) -> str | None:
+    if fld.kind == "strings":
+        return _check_strings(fld, value)
     kinds = {"string": str, "integer": int, "boolean": bool}
     expected = kinds[fld.kind]
     if fld.kind == "integer" and isinstance(value, bool) or not isinstance(value, expected):
@@ -417,6 +519,18 @@ def _check_value(fld: Field, value: Any) -> str | None:
         return f"must be at least {fld.minimum}"
     if fld.maximum is not None and value > fld.maximum:
         return f"must be at most {fld.maximum}"
+    return None
+
+
+def _check_strings(fld: Field, value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"expected an array of strings, got {_toml_kind(value)} (e.g. {fld.name} = {fld.example})"
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            return f"item {i + 1} is {_toml_kind(item)}; expected a string"
+        if fld.pattern is not None and not fld.pattern.match(item):
+            return (f"{item!r} is not a Debian package name (lowercase letters, digits, '+', '-', '.'; "
+                    "at least two characters)")
     return None
 
 
@@ -461,6 +575,9 @@ def validate(data: dict[str, Any], text: str, file: str) -> list[ManifestError]:
                 elif spec.path == "env" and len(key) > ENV_NAME_MAX:
                     report(here, f"environment name is {len(key)} characters long; at most {ENV_NAME_MAX} "
                                  "allowed (it becomes part of host, container and database names)")
+                elif spec.path == "functions" and not FUNCTION_NAME_RE.match(key):
+                    report(here, "function names are letters, digits, '_' and '-', starting with a letter "
+                                 "(at most 48)")
                 if not isinstance(value, dict):
                     report(here, f"expected a table, got {_toml_kind(value)}")
                 else:
@@ -505,6 +622,7 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         envs=envs,
         build=BuildConfig(**_with_defaults("build", data.get("build", {}))),
         images=dict(data.get("images", {})),
+        functions=_functions(data.get("functions", {})),
     )
 
 

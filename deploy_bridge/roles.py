@@ -9,7 +9,7 @@ and keeper are one per instance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,9 @@ from . import images
 from .config import Settings
 from .credentials import credentials
 from .database import Database
-from .gateway import Edge
+from .errors import MinicloudError
+from .gateway import FUNCTIONS_PATH, Edge
+from .polling import poll_until
 from .progress import Progress
 from .sandbox import platform as sandbox_platform
 
@@ -37,6 +39,8 @@ class EnvParts:
     env: str
     network: str
     sandbox_keys: object = None  # codegen.keys.EnvKeys, for the sandbox
+    environment: dict = field(default_factory=dict)  # what the app gets injected: functions get it too
+    binds: list = field(default_factory=list)  # the app's read-only mounts (CA, sandbox keys), "HOST:PATH:ro"
 
     def containers(self, role: str) -> list:
         return self.client.containers.list(
@@ -91,7 +95,38 @@ class SandboxRole:
         parts.edge.set_route(parts.settings.sandbox_host(parts.app, parts.env), container.name, sandbox_platform.PORT)
 
 
+class FunctionsRole:
+    """The env's functions scheduler (services/scheduler.py); it runs the instances (role "function")."""
+
+    name, recipe, has_volume = "functions", "sandbox", False
+
+    def enabled(self, parts: EnvParts) -> bool:
+        return bool(parts.manifest.functions.functions)
+
+    def _functions(self, parts: EnvParts):
+        from .functions import Functions
+
+        return Functions(parts.client, parts.settings, parts.manifest, parts.env)
+
+    def ensure(self, parts: EnvParts, image: str, progress: Progress) -> None:
+        functions = self._functions(parts)
+        versions = functions.package(list(functions.specs), progress)
+        functions.write_config(versions, parts.environment, parts.binds)
+        functions.ensure_scheduler(image, parts.edge, progress)
+        functions.wait_live(versions)
+
+    def started(self, parts: EnvParts, container, progress: Progress) -> None:
+        from .functions import Functions
+
+        functions = self._functions(parts)
+        if not poll_until(lambda: functions.status(quiet=True) is not None, 30, 0.1):
+            raise MinicloudError("the functions scheduler did not start")
+        parts.edge.set_route(parts.settings.app_host(parts.app, parts.env) + FUNCTIONS_PATH, container.name,
+                             Functions.port)
+
+
 # in the order they start; they stop in the reverse order, after the app
-SERVICE_ROLES: tuple[ServiceRole, ...] = (DatabaseRole(), SandboxRole())
+SERVICE_ROLES: tuple[ServiceRole, ...] = (DatabaseRole(), SandboxRole(), FunctionsRole())
+FUNCTION_INSTANCE = "function"  # the role of the instances the functions scheduler runs
 # every role whose containers an env's logs and status show
-ALL_ROLES: tuple[str, ...] = ("app", *(r.name for r in SERVICE_ROLES), "gateway")
+ALL_ROLES: tuple[str, ...] = ("app", *(r.name for r in SERVICE_ROLES), FUNCTION_INSTANCE, "gateway")

@@ -3,6 +3,10 @@
 Verbs run in a worker thread (Docker is slow and blocking); long ones report `$/progress` and can be
 cancelled from the client; failures become JSON-RPC errors with the verb's own message, also shown
 with `window/showMessage`.
+
+Each command acts on one app (apps.py): `{"app": ...}` (its folder, a path inside it, or its name),
+else the app of the document `{"uri": ...}`, else the only app in use; with several and none named,
+the error lists them. Progress titles, results and log streams name the app.
 """
 
 from __future__ import annotations
@@ -18,7 +22,11 @@ from pygls.exceptions import JsonRpcException
 
 from deploy_bridge.errors import Cancelled, MinicloudError
 
+from .apps import NoApp
+from .index import Snapshot
+
 if TYPE_CHECKING:
+    from .apps import App
     from .server import MinicloudServer
 
 REQUEST_FAILED = -32803
@@ -53,7 +61,7 @@ def _arg(args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgress], Any], long: bool,
-                   changes: bool = True) -> Any:
+                   changes: bool = True, app: App | None = None) -> Any:
     """Run a verb off the event loop; `long` ones report progress; `changes` ones refresh the index after."""
     loop = asyncio.get_running_loop()
     token = None
@@ -75,13 +83,29 @@ async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgr
     finally:
         if token is not None:
             server.work_done_progress.end(token, types.WorkDoneProgressEnd(message="done"))
-        if changes:  # reading the state changes nothing the index knows
-            server.index.refresh_soon()
+        if changes and app is not None:  # reading the state changes nothing the index knows
+            app.refresh_soon()
     return result.to_json() if hasattr(result, "to_json") else result
 
 
 def _env(server: MinicloudServer, arg: dict[str, Any]) -> str:
     return str(arg.get("env") or server.env)
+
+
+def _app_and_cloud(server: MinicloudServer, arg: dict[str, Any]):
+    return server.app_and_cloud(arg.get("app"), arg.get("uri"))
+
+
+def _snapshot(server: MinicloudServer, arg: dict[str, Any]) -> Snapshot:
+    """The snapshot of the command's app; an empty one where there is no app (e.g. a document outside
+    any app): the catalog still answers. Several apps and none named: an error listing them."""
+    try:
+        return server.apps.resolve(arg.get("app"), arg.get("uri")).snapshot()
+    except LookupError as err:
+        if isinstance(err, NoApp) and not arg.get("app"):  # (an app named that does not exist: an error)
+            return Snapshot(server.env)
+        server.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {err}"))
+        raise JsonRpcException(message=str(err), code=REQUEST_FAILED) from None
 
 
 def register(server: MinicloudServer) -> None:
@@ -93,9 +117,9 @@ def register(server: MinicloudServer) -> None:
         async def handler(ls, *args):
             arg = _arg(args)
             env = _env(ls, arg)
-            cloud = ls.cloud_or_error()
+            app, cloud = _app_and_cloud(ls, arg)
             return await run_verb(ls, f"{title} {cloud.app}/{env}", lambda p: call(cloud, {**arg, "env": env}, p),
-                                  long, changes)
+                                  long, changes, app)
 
         return handler
 
@@ -112,7 +136,8 @@ def register(server: MinicloudServer) -> None:
     verb("minicloud.status", "Status", lambda c, a, p: c.status(a["env"], stats=bool(a.get("stats"))),
          long=False, changes=False)
     verb("minicloud.releases", "Releases",
-         lambda c, a, p: {"env": a["env"], "releases": [vars(r) for r in c.releases(a["env"])]}, long=False,
+         lambda c, a, p: {"env": a["env"], "app": c.app, "releases": [vars(r) for r in c.releases(a["env"])]},
+         long=False,
          changes=False)
 
     @server.command("minicloud.logs.tail")
@@ -121,7 +146,7 @@ def register(server: MinicloudServer) -> None:
 
         arg = _arg(args)
         env = _env(ls, arg)
-        cloud = ls.cloud_or_error()
+        app, cloud = _app_and_cloud(ls, arg)
         try:
             cloud.manifest.env(env)
         except MinicloudError as err:
@@ -129,8 +154,8 @@ def register(server: MinicloudServer) -> None:
         tail = arg.get("tail", 100)
         command = logs_command(cloud.workspace, env, arg.get("role"), arg.get("since"),
                                int(tail) if tail is not None else None)
-        stream = await ls.log_streams.open(command, ls.send_log_lines)
-        return {"stream": stream, "env": env}
+        stream = await ls.log_streams.open(command, ls.send_log_lines, app=cloud.app)
+        return {"stream": stream, "env": env, "app": cloud.app, "root": str(app.root)}
 
     @server.command("minicloud.logs.stop")
     async def logs_stop(ls, *args):
@@ -141,8 +166,8 @@ def register(server: MinicloudServer) -> None:
     async def capabilities(ls, *args):
         from codegen.catalog import load_catalog
 
-        snap = ls.index.snapshot
-        return {"env": snap.env, "apis": [
+        snap = _snapshot(ls, _arg(args))
+        return {"env": snap.env, "app": snap.app, "apis": [
             {"method": a.method, "title": a.title, "package": ", ".join(a.packages), "signed": a.method in snap.granted}
             for a in load_catalog().apis]}
 
@@ -155,7 +180,8 @@ def register(server: MinicloudServer) -> None:
 
         arg = _arg(args)
         method, lang = str(arg.get("method", "")), str(arg.get("lang") or "node")
-        granted = set(ls.index.snapshot.granted)
+        snap = _snapshot(ls, arg)  # the app of `uri` (or `app`): its granted packages
+        granted = set(snap.granted)
         uri = arg.get("uri")
         try:
             code = generate(method, lang, granted)
@@ -164,7 +190,7 @@ def register(server: MinicloudServer) -> None:
                 pos = arg.get("position") or {"line": 0, "character": 0}
                 edits = insert_call(_document_text(ls, uri), method, lang, int(pos.get("line", 0)), granted)
         except CodegenError as err:
-            hint = err.hint_for(ls.index.snapshot.env)
+            hint = err.hint_for(snap.env)
             message = err.message + (f"\nhint: {hint}" if hint else "")
             ls.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
             raise JsonRpcException(message=message, code=REQUEST_FAILED) from None

@@ -10,6 +10,9 @@ sends what came in notifications whose bodies join the raw lines. However the ch
 flood costs the event loop about thirty short steps a second, not one wake-up per write. The pipe
 is enlarged so that the child does not block in between. When the editor cannot keep up, the
 oldest lines are dropped and counted instead of growing memory.
+
+A stream belongs to one app (one server answers several): `LogStreams.open(..., app=name)` hands
+the app's name to every delivery, and the server puts it in each notification.
 """
 
 from __future__ import annotations
@@ -81,8 +84,9 @@ class LogStream:
     """One `minicloud logs -f` child; `send(stream_id, raw_json_lines, dropped)` delivers batches."""
 
     def __init__(self, stream_id: str, command: list[str], send: Callable[[str, list[bytes], int], None],
-                 congested: Callable[[], bool] = lambda: False) -> None:
+                 congested: Callable[[], bool] = lambda: False, app: str | None = None) -> None:
         self.id = stream_id
+        self.app = app  # the app whose logs these are
         self.command = command
         self._send = send
         self._congested = congested
@@ -175,8 +179,10 @@ class LogStreams:
         self._streams: dict[str, LogStream] = {}
         self._ids = itertools.count(1)
 
-    async def open(self, command: list[str], send: Callable[[str, list[bytes], int], None]) -> str:
-        stream = LogStream(f"logs-{next(self._ids)}", command, send, self._congested)
+    async def open(self, command: list[str], send: Callable[..., None], app: str | None = None) -> str:
+        """Start a stream; `send(stream_id, lines, dropped)`, or with `app`, `send(..., app=app)`."""
+        deliver = send if app is None else (lambda sid, lines, dropped: send(sid, lines, dropped, app=app))
+        stream = LogStream(f"logs-{next(self._ids)}", command, deliver, self._congested, app)
         await stream.start()
         self._streams[stream.id] = stream
         return stream.id

@@ -22,11 +22,11 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
-from pygls.uris import to_fs_path
 
 from deploy_bridge.model import format_log_line
 
-from . import commands, pygls_compat
+from . import commands, pygls_compat, resolve
+from .apps import NO_APP_MESSAGE, App, Apps
 from .features.ability_files import AbilityFileFeature
 from .features.base import Context, Feature, column_from_utf16, trigger_characters
 from .features.capabilities import CapabilityFeature
@@ -64,8 +64,7 @@ class MinicloudServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("minicloud-lsp", VERSION, protocol_cls=MinicloudProtocol)
         self.env = "test"
-        self.workspace_root: Path | None = None
-        self.index = Index(None, self.env)
+        self.apps = Apps(self._make_index)  # one Index per app (apps.py): each document its own app's answers
         self.log_streams = LogStreams(congested=self.logs_congested)
         self.main_loop: asyncio.AbstractEventLoop | None = None  # set at initialize; threads post to it
         self.features: list[Feature] = [ManifestFeature(), EnvVarFeature(), SqlFeature(), CapabilityFeature(),
@@ -73,54 +72,80 @@ class MinicloudServer(LanguageServer):
         self._pending_diagnostics: dict[str, asyncio.TimerHandle] = {}  # uri -> the debounced publish
 
     # ---- set-up
-    def configure(self, root: Path | None, env: str | None) -> None:
-        from deploy_bridge.errors import MinicloudError
-        from deploy_bridge.manifest import find_workspace
-
-        if root is not None:
-            # no minicloud.toml yet: the schema and catalog features still work
-            with contextlib.suppress(MinicloudError):
-                root = find_workspace(root)
-        self.workspace_root = root
+    def configure(self, folders: list[str], env: str | None, defer_threads: bool = False) -> None:
+        """The workspace folders (URIs) and the env: the app of each folder starts its index (its
+        threads at `initialized` with `defer_threads`)."""
         self.env = env or self.env
-        self.restart_index()
+        self.apps.restart(self._make_index)
+        self.apps.defer_threads = defer_threads
+        for uri in folders:
+            self.apps.add_folder(uri)
+
+    def _make_index(self, root: Path) -> Index:
+        return Index(root, self.env, on_change=lambda snapshot: self._on_index_change(root, snapshot),
+                     on_event=lambda env: self._on_engine_event(root, env))
 
     def restart_index(self) -> None:
-        self.index.stop()
-        has_manifest = self.workspace_root is not None and (self.workspace_root / "minicloud.toml").is_file()
-        self.index = Index(self.workspace_root if has_manifest else None, self.env, on_change=self._on_index_change,
-                           on_event=self._on_engine_event)
-        self.index.refresh_local()  # variables, signed packages and their keys are known from the first request
-        self.index.start()
+        """Every app's index anew (the env changed)."""
+        self.apps.restart(self._make_index)
 
-    def _on_index_change(self, snapshot: Snapshot) -> None:
-        """From the refresh thread: republish diagnostics that depend on the environment."""
+    @property
+    def index(self) -> Index:
+        """The index of the only app in use, else an empty one (never another app's). Kept for code
+        written for one app; with several, ask `snapshot_for(uri)` or `app_or_error(...)`."""
+        apps = list(self.apps)
+        return apps[0].index if len(apps) == 1 else Index(None, self.env)
+
+    def snapshot_for(self, uri: str) -> Snapshot:
+        """The snapshot of the document's app; an empty one for a document outside any app."""
+        app = self.apps.of_document(uri)
+        return app.snapshot() if app is not None else Snapshot(self.env)
+
+    def _on_index_change(self, root: Path, snapshot: Snapshot) -> None:
+        """From a refresh thread: republish the diagnostics of that app's documents."""
         loop = self.main_loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.publish_all)
+            loop.call_soon_threadsafe(self.publish_app, root)
 
-    def _on_engine_event(self, env: str | None) -> None:
-        """From the events thread: tell a client that asked for it (experimental.minicloudChanged) that an
-        env changed, so that it asks for its status then instead of polling the engine."""
+    def _on_engine_event(self, root: Path, env: str | None) -> None:
+        """From an events thread: tell a client that asked for it (experimental.minicloudChanged) that an
+        env of an app changed, so that it asks for its status then instead of polling the engine."""
         experimental = self.client_capabilities.experimental if self.client_capabilities else None
         loop = self.main_loop
         if not (isinstance(experimental, dict) and experimental.get("minicloudChanged")) or loop is None \
                 or loop.is_closed():
             return
-        loop.call_soon_threadsafe(self.protocol.notify, CHANGED_NOTIFICATION, {"env": env})
+        loop.call_soon_threadsafe(self._notify_changed, root, env)
 
-    def cloud_or_error(self):
-        """The workspace's Cloud, or a JSON-RPC error (also shown to the user) saying why there is none."""
+    def _notify_changed(self, root: Path, env: str | None) -> None:
+        app = self.apps.get(root)
+        self.protocol.notify(CHANGED_NOTIFICATION, {"env": env, "app": app.name, "root": str(root)})
+
+    def app_or_error(self, app: str | None = None, uri: str | None = None) -> App:
+        """The app a command acts on (apps.Apps.resolve), or a JSON-RPC error (also shown) saying why not."""
         try:
-            cloud = self.index.cloud()
-            message = None if cloud is not None else \
-                "no minicloud.toml in this workspace (create one to use the cloud commands)"
+            return self.apps.resolve(app, uri)
+        except LookupError as err:
+            self._fail(str(err.args[0]) if err.args else str(err))
+
+    def cloud_or_error(self, app: str | None = None, uri: str | None = None):
+        """The app's Cloud, or a JSON-RPC error (also shown to the user) saying why there is none."""
+        return self.app_and_cloud(app, uri)[1]
+
+    def app_and_cloud(self, app: str | None = None, uri: str | None = None):
+        found = self.app_or_error(app, uri)
+        try:
+            cloud = found.cloud()
+            message = None if cloud is not None else NO_APP_MESSAGE
         except Exception as err:  # noqa: BLE001 - e.g. a broken manifest: say so
             cloud, message = None, err.render() if hasattr(err, "render") else str(err)
         if message is not None:
-            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
-            raise JsonRpcException(message=message, code=commands.REQUEST_FAILED)
-        return cloud
+            self._fail(message)
+        return found, cloud
+
+    def _fail(self, message: str):
+        self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
+        raise JsonRpcException(message=message, code=commands.REQUEST_FAILED)
 
     # ---- documents
     def open_document(self, uri: str):
@@ -141,7 +166,7 @@ class MinicloudServer(LanguageServer):
         else:
             line_text = lines[line]
         return Context(uri, language_of(doc.language_id, uri), text, line,
-                       column_from_utf16(line_text, position.character), self.index.snapshot)
+                       column_from_utf16(line_text, position.character), self.snapshot_for(uri))
 
     def features_for(self, uri: str, language: str) -> list[Feature]:
         return [f for f in self.features if f.accepts(uri, language)]
@@ -164,7 +189,7 @@ class MinicloudServer(LanguageServer):
         if doc is None:
             return
         language = language_of(doc.language_id, uri)
-        text, snapshot = doc.source, self.index.snapshot
+        text, snapshot = doc.source, self.snapshot_for(uri)
         diagnostics = [d for found in self.dispatch("diagnostics", uri, language,
                                                    lambda f: f.diagnostics(uri, language, text, snapshot))
                        for d in found]
@@ -187,6 +212,12 @@ class MinicloudServer(LanguageServer):
 
     def publish_all(self) -> None:
         for uri in list(self.workspace.text_documents):
+            self.publish(uri)
+
+    def publish_app(self, root: Path) -> None:
+        """Republish the documents of one app (its index changed)."""
+        app = self.apps.get(root)
+        for uri in sorted(app.documents.values()):
             self.publish(uri)
 
     # ---- transport
@@ -219,13 +250,14 @@ class MinicloudServer(LanguageServer):
         return getattr(self.protocol.writer, "bulk_bytes", 0) > LOG_BACKLOG_BYTES
 
     # ---- logs
-    def send_log_lines(self, stream: str, lines: list[bytes], dropped: int) -> None:
-        """Deliver raw JSON log lines (from `minicloud logs --json`) to the client."""
+    def send_log_lines(self, stream: str, lines: list[bytes], dropped: int, app: str | None = None) -> None:
+        """Deliver raw JSON log lines (from `minicloud logs --json`) of an app to the client."""
         experimental = self.client_capabilities.experimental
         if isinstance(experimental, dict) and experimental.get("minicloudLogs"):
             # the body is built from the raw lines: nothing is parsed or re-serialised per line
             body = (b'{"jsonrpc":"2.0","method":"' + LOGS_NOTIFICATION.encode() + b'","params":{"stream":'
-                    + json.dumps(stream).encode() + b',"dropped":' + str(dropped).encode()
+                    + json.dumps(stream).encode() + b',"app":' + json.dumps(app).encode()
+                    + b',"dropped":' + str(dropped).encode()
                     + b',"lines":[' + b",".join(lines) + b"]}}")
             self._write_raw(body, bulk=True)
             return
@@ -250,6 +282,7 @@ class MinicloudServer(LanguageServer):
 
 server = MinicloudServer()
 commands.register(server)
+resolve.register(server)  # completionItem/resolve: documentation of long lists' items, when shown
 
 
 @server.feature(types.INITIALIZE)
@@ -257,20 +290,35 @@ def initialize(ls: MinicloudServer, params: types.InitializeParams) -> None:
     with contextlib.suppress(RuntimeError):
         ls.main_loop = asyncio.get_running_loop()
     options = params.initialization_options if isinstance(params.initialization_options, dict) else {}
-    root = None
     if params.workspace_folders:
-        root = to_fs_path(params.workspace_folders[0].uri)
+        folders = [f.uri for f in params.workspace_folders]
     elif params.root_uri:
-        root = to_fs_path(params.root_uri)
+        folders = [params.root_uri]
     elif params.root_path:
-        root = params.root_path
-    ls.configure(Path(root) if root else None, options.get("env"))
+        folders = [Path(params.root_path).absolute().as_uri()]
+    else:
+        folders = []
+    ls.configure(folders, options.get("env"), defer_threads=True)
+
+
+@server.feature(types.INITIALIZED)
+def initialized(ls: MinicloudServer, params: types.InitializedParams) -> None:
+    ls.apps.start_deferred()  # the folders' index threads: after `initialize` is answered
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+def did_change_workspace_folders(ls: MinicloudServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+    """A folder added: its app's index starts; removed: its app's stops unless its documents are open."""
+    for folder in params.event.removed or []:
+        ls.apps.remove_folder(folder.uri)
+    for folder in params.event.added or []:
+        ls.apps.add_folder(folder.uri)
 
 
 @server.feature(types.SHUTDOWN)
 def shutdown(ls: MinicloudServer, params: None) -> None:
     ls.log_streams.close_all()
-    ls.index.stop()
+    ls.apps.stop_all()
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -285,6 +333,7 @@ def did_change_configuration(ls: MinicloudServer, params: types.DidChangeConfigu
 
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: MinicloudServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.apps.open_document(params.text_document.uri)  # its app's index starts with its first document
     ls.publish(params.text_document.uri)
 
 
@@ -296,14 +345,19 @@ def did_change(ls: MinicloudServer, params: types.DidChangeTextDocumentParams) -
 @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
 def did_save(ls: MinicloudServer, params: types.DidSaveTextDocumentParams) -> None:
     uri = params.text_document.uri
-    if uri.endswith("minicloud.toml") or "/abilities/" in uri:
-        ls.index.refresh_soon()  # the env's variables or the granted methods may have changed
+    if uri.endswith("minicloud.toml"):  # maybe a new app: documents below it are now its own
+        for moved in ls.apps.rescan():
+            ls.publish(moved)
+    app = ls.apps.of_document(uri)
+    if (uri.endswith("minicloud.toml") or "/abilities/" in uri) and app is not None:
+        app.refresh_soon()  # the env's variables or the granted methods may have changed
     ls.publish(uri)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: MinicloudServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.cancel_pending_publish(params.text_document.uri)
+    ls.apps.close_document(params.text_document.uri)  # its app's last document: its index stops (apps.py)
     ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
 
@@ -317,12 +371,12 @@ def _complete(feature: Feature, ctx: Context) -> list[types.CompletionItem] | No
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
-                types.CompletionOptions(trigger_characters=trigger_characters(server.features)))
+                types.CompletionOptions(trigger_characters=trigger_characters(server.features), resolve_provider=True))
 def completion(ls: MinicloudServer, params: types.CompletionParams) -> types.CompletionList:
     ctx = ls.context(params.text_document.uri, params.position)
-    items = [item for found in ls.dispatch("completion", ctx.uri, ctx.language, lambda f: _complete(f, ctx))
-             for item in found]
-    return types.CompletionList(is_incomplete=False, items=items)
+    answers = list(ls.dispatch("completion", ctx.uri, ctx.language, lambda f: _complete(f, ctx)))
+    items = [item for found in answers for item in found]
+    return types.CompletionList(is_incomplete=any(getattr(a, "is_incomplete", False) for a in answers), items=items)
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)

@@ -91,12 +91,13 @@ def test_schema_documents_every_field():
     for table in SCHEMA:
         assert table.doc
         for f in table.fields:
-            assert f.doc and f.kind in {"string", "integer", "boolean"}, f
+            assert f.doc and f.kind in {"string", "integer", "boolean", "strings"}, f
 
 
 # ---------------------------------------------------------------- defaults: the schema is the one definition
 
 MINIMAL = '[app]\nname = "shop"\nruntime = "nodejs"\nstart = "node server.js"\nport = 3000\n'
+WITH_FUNCTION = MINIMAL + "[functions.f]\n"
 
 
 def _parsed_value(m, table: str, key: str):
@@ -106,16 +107,21 @@ def _parsed_value(m, table: str, key: str):
         "env.*": lambda: getattr(m.env("test"), key),
         "build": lambda: getattr(m.build, key),
         "images": lambda: m.images.get(key),
+        # [functions] holds the pool and every function's defaults; a function inherits them
+        "functions": lambda: m.functions.pool if key == "pool" else getattr(m.functions.functions["f"], key),
+        "functions.*": lambda: getattr(m.functions.functions["f"], key),
     }
     return readers[table]()
 
 
 def test_every_schema_default_is_what_parse_manifest_returns_when_the_key_is_omitted(tmp_path: Path):
-    m = parse_manifest(MINIMAL, tmp_path / "minicloud.toml")
+    m = parse_manifest(WITH_FUNCTION, tmp_path / "minicloud.toml")
     optional = [(t.path, f) for t in SCHEMA for f in t.fields if not f.required]
-    assert {path for path, _ in optional} == {"app", "env.*", "build", "images"}
+    assert {path for path, _ in optional} == {"app", "env.*", "build", "images", "functions", "functions.*"}
     for path, f in optional:
-        assert _parsed_value(m, path, f.name) == f.default, f"{path}.{f.name}"
+        # a function's own keys default to [functions]'s (their schema default is None: "inherit")
+        expected = TABLES["functions"].field(f.name).default if path == "functions.*" else f.default
+        assert _parsed_value(m, path, f.name) == expected, f"{path}.{f.name}"
     # the dataclasses' own defaults are the schema's too
     for cls, table in ((Manifest, "app"), (EnvConfig, "env.*"), (BuildConfig, "build")):
         for dc_field in dataclasses.fields(cls):

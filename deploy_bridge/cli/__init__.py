@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadInput, Cancelled, MinicloudError
 from ..progress import Progress, for_terminal
-from . import capabilities, sandbox
+from . import capabilities, functions, sandbox
 from .parsing import add_verb, common_options
 
 Handler = Callable[[argparse.Namespace], int]
@@ -113,8 +113,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     roles = [args.role] if args.role else None
     out = sys.stdout
     encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for all lines of a flood
+    if args.fn and not roles:
+        roles = ["function"]
     for batch in _cloud(args).log_batches(args.env, follow=args.follow, since=args.since, tail=args.tail,
-                                          grep=args.grep, roles=roles):
+                                          grep=args.grep, roles=roles, fn=args.fn):
         if args.json:
             out.write("".join(encode(line.to_json()) + "\n" for line in batch))
         else:
@@ -203,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--since", help="e.g. 10m, 2h, 30s or an ISO time")
     logs.add_argument("--tail", type=_tail, metavar="N", help="the last N lines of each container")
     logs.add_argument("--grep", help="only lines matching this regular expression")
-    logs.add_argument("--role", metavar="ROLE", help="only one role's lines: app, db, sandbox, gateway")
+    logs.add_argument("--role", metavar="ROLE",
+                      help="only one role's lines: app, db, sandbox, functions (the scheduler), function, gateway")
+    logs.add_argument("--fn", metavar="NAME", help="only the invocations of this function (with --role function)")
     db = verb("db", cmd_db, "run SQL in the environment's database (a shell without -e)")
     db.add_argument("-e", "--execute", metavar="SQL")
     verb("vars", cmd_vars, "the variables injected into the app (secrets masked)")
@@ -216,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     # the verbs of the open platform: imported, not discovered, so a broken module fails loudly
     capabilities.register(sub)
     sandbox.register(sub)
+    functions.register(sub)
     return parser
 
 

@@ -18,62 +18,16 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
-import socket
 import sys
 import threading
 import time
-import urllib.parse
 from collections import defaultdict, deque
 from pathlib import Path
 
+from .engine_api import Engine
+
 RECONCILE_SECONDS = 30.0
 MAX_STARTS_PER_MINUTE = 5  # a container that dies at once again is left to its logs, not hammered
-
-
-class Engine:
-    """The Docker engine API over its unix socket."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
-
-    def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection("localhost", timeout=timeout)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(self.socket_path)
-        conn.sock = sock
-        return conn
-
-    def call(self, method: str, path: str) -> tuple[int, object]:
-        conn = self._connect(30)
-        try:
-            conn.request(method, path)
-            response = conn.getresponse()
-            body = response.read()
-            return response.status, (json.loads(body) if body.strip().startswith((b"{", b"[")) else body)
-        finally:
-            conn.close()
-
-    def containers(self, instance: str) -> list[dict]:
-        filters = urllib.parse.quote(json.dumps({"label": [f"minicloud.instance={instance}"]}))
-        status, found = self.call("GET", f"/containers/json?all=1&filters={filters}")
-        return found if status == 200 and isinstance(found, list) else []
-
-    def events(self, instance: str):
-        """`die` events of the instance's containers, as they happen (a blocking generator)."""
-        filters = urllib.parse.quote(json.dumps({"type": ["container"], "event": ["die"],
-                                                 "label": [f"minicloud.instance={instance}"]}))
-        conn = self._connect(None)
-        conn.request("GET", f"/events?filters={filters}")
-        response = conn.getresponse()
-        while True:
-            line = response.readline()
-            if not line:
-                return
-            if line.strip():
-                yield json.loads(line)
 
 
 def routes(path: Path) -> dict[str, tuple[str | None, bool]]:
@@ -110,13 +64,13 @@ class Keeper:
                 live_envs.add((labels.get("minicloud.app"), labels.get("minicloud.env")))
         for c in containers:
             labels = c.get("Labels") or {}
-            if labels.get("minicloud.role") in ("db", "sandbox") and \
+            if labels.get("minicloud.role") in ("db", "sandbox", "functions") and \
                     (labels.get("minicloud.app"), labels.get("minicloud.env")) in live_envs:
                 out.add(c["Id"])
         return out
 
     def reconcile(self) -> None:
-        containers = self.engine.containers(self.instance)
+        containers = self.engine.containers([f"minicloud.instance={self.instance}"])
         wanted = self.wanted(containers)
         for c in containers:
             if c["Id"] in wanted and c.get("State") in ("exited", "dead", "created"):
@@ -147,7 +101,7 @@ class Keeper:
         threading.Thread(target=timer, daemon=True).start()
         while True:
             try:
-                for event in self.engine.events(self.instance):
+                for event in self.engine.events([f"minicloud.instance={self.instance}"], ["die"]):
                     self._safely(lambda event=event: self.on_die(event))
             except OSError as err:
                 print(f"keeper: the engine's event stream broke ({err}); reconnecting", flush=True)
@@ -157,7 +111,7 @@ class Keeper:
         container_id = event.get("id", "")
         name = (event.get("Actor") or {}).get("Attributes", {}).get("name", container_id[:12])
         self.settled(container_id)
-        containers = self.engine.containers(self.instance)
+        containers = self.engine.containers([f"minicloud.instance={self.instance}"])
         if container_id in self.wanted(containers):
             self.reconcile()
         elif any(c["Id"] == container_id for c in containers):

@@ -41,6 +41,15 @@ class CompletionTrigger:
         return None
 
 
+class CompletionItems(list):
+    """A feature's completion items that are not all it could offer (e.g. narrowed by the word typed):
+    the server's answer is then marked `isIncomplete`, so that the editor asks again as the user types."""
+
+    def __init__(self, items: Iterable[types.CompletionItem] = (), is_incomplete: bool = False) -> None:
+        super().__init__(items)
+        self.is_incomplete = is_incomplete
+
+
 def trigger_characters(features: Iterable[Feature]) -> list[str]:
     """The completion trigger characters of the server: those of its features' triggers."""
     return sorted({ch for f in features if f.completion_trigger is not None for ch in f.completion_trigger.characters})
@@ -126,6 +135,18 @@ class Feature:
 
     def code_actions(self, ctx: Context, params: types.CodeActionParams) -> list[types.CodeAction]:
         return []
+
+    # ---- lazy completion items (lsp_server/resolve.py)
+    @staticmethod
+    def lazy_documentation() -> bool:
+        """Whether the client fetches an item's documentation through completionItem/resolve (it
+        announced resolveSupport for it): then items leave it out. Set by `resolve.register`."""
+        return False
+
+    def resolve_completion(self, item: types.CompletionItem, data: dict, snapshot: Snapshot) -> types.CompletionItem:
+        """Fill in what `completion` left out of `item` (its `data` holds `{"feature": self.name, ...}`,
+        and the document's `uri`); `snapshot` is the current one of that document's app."""
+        return item
 
 
 def offset_to_position(text: str, offset: int) -> types.Position:

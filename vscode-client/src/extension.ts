@@ -1,6 +1,9 @@
 // The minicloud VS Code extension: starts minicloud-lsp, adds the commands, the log panel,
 // the status bar item and the Environments view. Server commands run through the language
 // client, so their $/progress shows as VS Code progress and their errors as notifications.
+// One server answers every app of the workspace (each minicloud.toml, multi-root or nested):
+// commands act on the app of the active editor (its uri is sent) or the one picked; the
+// Environments view lists every app with its envs; the status bar follows the active editor.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,11 +14,13 @@ import {
 } from 'vscode-languageclient/node';
 import { formatBatch, LogLine } from './logFormat';
 import { backoffMs, resolveServerCommand, ServerNotFound } from './serverPath';
-import { EnvStatus, envNode, statusBarText, TreeNode } from './tree';
+import { AppInfo, appLabel, appNode, appOf, EnvStatus, statusBarText, statusKey, TreeNode } from './tree';
 
 let client: LanguageClient | undefined;
 let crashes = 0;
-const statuses = new Map<string, EnvStatus>();
+const statuses = new Map<string, EnvStatus>(); // by statusKey(app root, env)
+let apps: AppInfo[] = []; // every app of the workspace: the folders of its minicloud.toml files
+let activeApp: string | undefined; // the app of the active editor (the last one that had an app)
 let logChannel: vscode.OutputChannel;
 let statusItem: vscode.StatusBarItem;
 let tree: EnvironmentsProvider;
@@ -88,9 +93,10 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
   };
   client = new LanguageClient('minicloud', 'minicloud', serverOptions, clientOptions);
   client.registerFeature(new LogsFeature());
-  client.onNotification('minicloud/logs', (params: { stream: string; lines: LogLine[]; dropped?: number }) => {
+  client.onNotification('minicloud/logs', (params: { stream: string; app?: string; lines: LogLine[]; dropped?: number }) => {
     const showTime = config().get<boolean>('logs.showTime', true);
-    for (const line of formatBatch(params.lines, params.dropped ?? 0, { showTime })) logChannel.appendLine(line);
+    const app = apps.length > 1 ? params.app ?? undefined : undefined; // several apps: say whose line it is
+    for (const line of formatBatch(params.lines, params.dropped ?? 0, { showTime, app })) logChannel.appendLine(line);
   });
   // the status is asked for when something changed, not on a timer: it costs the engine work
   let pending: ReturnType<typeof setTimeout> | undefined;
@@ -100,6 +106,7 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
   });
   client.onDidChangeState((e: { newState: State }) => { if (e.newState === State.Running) crashes = 0; });
   await client.start();
+  await findApps();
   void refreshStatus();
 }
 
@@ -122,37 +129,103 @@ async function run(command: string, arg: object): Promise<any> {
   }
 }
 
-async function pickEnv(title: string): Promise<string | undefined> {
+// ---- apps
+async function findApps(): Promise<void> {
+  const found = await vscode.workspace.findFiles('**/minicloud.toml', '**/{node_modules,.git,.minicloud}/**');
+  const roots = [...new Set(found.map((uri) => path.dirname(uri.fsPath)))].sort();
+  const names = new Map(apps.map((a) => [a.root, a.name]));
+  apps = roots.map((root) => ({ root, name: names.get(root) }));
+  followEditor(vscode.window.activeTextEditor);
+}
+
+function appName(root: string | undefined): string | undefined {
+  const app = apps.find((a) => a.root === root);
+  return app ? appLabel(app, path.sep) : undefined;
+}
+
+/** The active editor's app becomes the active app (an editor outside every app keeps the last one). */
+function followEditor(editor: vscode.TextEditor | undefined): void {
+  const root = editor?.document.uri.scheme === 'file'
+    ? appOf(editor.document.uri.fsPath, apps.map((a) => a.root), path.sep) : undefined;
+  if (root) activeApp = root;
+  if (activeApp && !apps.some((a) => a.root === activeApp)) activeApp = undefined;
+  if (!activeApp && apps.length === 1) activeApp = apps[0].root;
+  updateStatusBar();
+}
+
+/** What tells the server which app a command is for: the active editor's uri when it is in an app,
+ * else the active app, else the one the user picks (several apps), else nothing (the server's only app). */
+async function target(title: string): Promise<{ uri?: string; app?: string } | undefined> {
+  const editor = vscode.window.activeTextEditor;
+  if (editor?.document.uri.scheme === 'file' && appOf(editor.document.uri.fsPath, apps.map((a) => a.root), path.sep)) {
+    return { uri: editor.document.uri.toString() };
+  }
+  if (activeApp) return { app: activeApp };
+  if (apps.length <= 1) return apps.length ? { app: apps[0].root } : {};
+  const pick = await vscode.window.showQuickPick(
+    apps.map((a) => ({ label: appLabel(a, path.sep), description: a.root, root: a.root })), { title, placeHolder: 'app' });
+  return pick ? { app: pick.root } : undefined;
+}
+
+async function pickEnv(title: string, root?: string): Promise<string | undefined> {
   const envs = config().get<string[]>('environments', ['test', 'prod']);
   const current = config().get<string>('env', 'test');
-  const items = envs.map((e) => ({ label: e, description: statuses.get(e)?.state ?? '' }));
+  const items = envs.map((e) => ({ label: e, description: statuses.get(statusKey(root, e))?.state ?? '' }));
   items.sort((a, b) => (a.label === current ? -1 : b.label === current ? 1 : 0));
-  return (await vscode.window.showQuickPick(items, { title, placeHolder: 'environment' }))?.label;
+  const name = appName(root);
+  return (await vscode.window.showQuickPick(items, { title: name ? `${title} (${name})` : title, placeHolder: 'environment' }))?.label;
+}
+
+/** The app (its root) a target names, as far as the client can tell. */
+function rootOf(where: { uri?: string; app?: string }): string | undefined {
+  return where.app ?? (where.uri ? appOf(vscode.Uri.parse(where.uri).fsPath, apps.map((a) => a.root), path.sep) : undefined);
+}
+
+/** The app (from the active editor or a pick) and the env of a command; undefined if the user cancelled. */
+async function appAndEnv(title: string): Promise<{ env: string; uri?: string; app?: string } | undefined> {
+  const where = await target(title);
+  if (!where) return undefined;
+  const env = await pickEnv(title, rootOf(where));
+  return env ? { ...where, env } : undefined;
 }
 
 function envVerb(command: string, title: string, show: (result: any) => string) {
   return async () => {
-    const env = await pickEnv(title);
-    if (!env) return;
-    const result = await run(command, { env });
+    const arg = await appAndEnv(title);
+    if (!arg) return;
+    const result = await run(command, arg);
     vscode.window.showInformationMessage(show(result));
   };
 }
 
 async function refreshStatus(): Promise<void> {
   if (!client || client.state !== State.Running) return;
-  for (const env of config().get<string[]>('environments', ['test', 'prod'])) {
-    try {
-      const status = await client.sendRequest(ExecuteCommandRequest.type, { command: 'minicloud.status', arguments: [{ env }] });
-      statuses.set(env, status as EnvStatus);
-    } catch {
-      statuses.delete(env);
+  const envs = config().get<string[]>('environments', ['test', 'prod']);
+  const roots: (string | undefined)[] = apps.length ? apps.map((a) => a.root) : [undefined];
+  for (const root of roots) {
+    for (const env of envs) {
+      try {
+        const status = await client.sendRequest(ExecuteCommandRequest.type,
+          { command: 'minicloud.status', arguments: [root ? { env, app: root } : { env }] }) as EnvStatus;
+        statuses.set(statusKey(root, env), status);
+        const app = apps.find((a) => a.root === root);
+        if (app) app.name = status.app;
+      } catch {
+        statuses.delete(statusKey(root, env));
+      }
     }
   }
-  const env = config().get<string>('env', 'test');
-  statusItem.text = statusBarText(statuses.get(env), env);
-  statusItem.tooltip = statuses.get(env)?.url ?? 'minicloud';
+  updateStatusBar();
   tree.refresh();
+}
+
+function updateStatusBar(): void {
+  if (!statusItem) return;
+  const env = config().get<string>('env', 'test');
+  const root = apps.length ? activeApp : undefined;
+  const status = statuses.get(statusKey(root, env));
+  statusItem.text = statusBarText(status, env, apps.length > 1 ? appName(root) : undefined);
+  statusItem.tooltip = status?.url ?? (root ? `minicloud: ${root}` : 'minicloud');
 }
 
 class EnvironmentsProvider implements vscode.TreeDataProvider<TreeNode> {
@@ -160,11 +233,14 @@ class EnvironmentsProvider implements vscode.TreeDataProvider<TreeNode> {
   readonly onDidChangeTreeData = this.emitter.event;
   refresh(): void { this.emitter.fire(undefined); }
   getChildren(node?: TreeNode): TreeNode[] {
-    return node ? node.children : [...statuses.values()].map(envNode);
+    if (node) return node.children;
+    const envs = config().get<string[]>('environments', ['test', 'prod']);
+    return apps.map((app) => appNode(app, statuses, envs, apps.length > 1 && app.root === activeApp));
   }
   getTreeItem(node: TreeNode): vscode.TreeItem {
     const item = new vscode.TreeItem(node.label, node.children.length
-      ? (node.kind === 'env' ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed)
+      ? (node.kind === 'env' || node.kind === 'app'
+        ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed)
       : vscode.TreeItemCollapsibleState.None);
     item.description = node.description;
     item.tooltip = node.tooltip;
@@ -191,31 +267,37 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   reg('minicloud.ui.status', envVerb('minicloud.status', 'Show status',
     (r) => `minicloud: ${r.app}/${r.env} ${r.state}, release ${r.release ?? '–'}, ${r.url}`));
   reg('minicloud.ui.releases', async () => {
-    const env = await pickEnv('Show releases');
-    if (!env) return;
-    const result = await run('minicloud.releases', { env });
-    logChannel.appendLine(`releases of ${env}:`);
+    const arg = await appAndEnv('Show releases');
+    if (!arg) return;
+    const { env } = arg;
+    const result = await run('minicloud.releases', arg);
+    logChannel.appendLine(`releases of ${result.app ? `${result.app}/` : ''}${env}:`);
     for (const r of result.releases) logChannel.appendLine(`${r.current ? '*' : ' '} ${r.id}  ${r.created}`);
     logChannel.show(true);
   });
   reg('minicloud.ui.rollback', async () => {
-    const env = await pickEnv('Roll back');
-    if (!env) return;
-    const { releases } = await run('minicloud.releases', { env });
+    const arg = await appAndEnv('Roll back');
+    if (!arg) return;
+    const { releases, app } = await run('minicloud.releases', arg);
     const choices: vscode.QuickPickItem[] = releases.filter((r: any) => !r.current)
       .map((r: any) => ({ label: r.id, description: r.created }));
     const pick = await vscode.window.showQuickPick(choices,
-      { title: `Roll back ${env} to…` });
-    if (pick) vscode.window.showInformationMessage(deployed(await run('minicloud.rollback', { env, to: pick.label })));
+      { title: `Roll back ${app ? `${app}/` : ''}${arg.env} to…` });
+    if (pick) vscode.window.showInformationMessage(deployed(await run('minicloud.rollback', { ...arg, to: pick.label })));
   });
   reg('minicloud.ui.rollbackTo', async (node: TreeNode) => {
-    if (node?.releaseId) vscode.window.showInformationMessage(deployed(await run('minicloud.rollback', { env: node.env, to: node.releaseId })));
+    if (node?.releaseId) {
+      const app = node.app ? { app: node.app } : {};
+      vscode.window.showInformationMessage(deployed(await run('minicloud.rollback', { ...app, env: node.env, to: node.releaseId })));
+    }
   });
   reg('minicloud.ui.logs', async () => {
-    const env = await pickEnv('Tail logs');
-    if (!env) return;
+    const arg = await appAndEnv('Tail logs');
+    if (!arg) return;
     if (activeStream) await run('minicloud.logs.stop', { stream: activeStream });
-    activeStream = (await run('minicloud.logs.tail', { env, since: '10m' })).stream;
+    const stream = await run('minicloud.logs.tail', { ...arg, since: '10m' });
+    activeStream = stream.stream;
+    logChannel.appendLine(`— logs of ${stream.app}/${stream.env} —`);
     if (config().get<boolean>('logs.reveal', true)) logChannel.show(true);
   });
   reg('minicloud.ui.logsStop', async () => {
@@ -223,18 +305,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     activeStream = undefined;
   });
   reg('minicloud.ui.destroy', async () => {
-    const env = await pickEnv('Destroy environment');
-    if (!env) return;
+    const arg = await appAndEnv('Destroy environment');
+    if (!arg) return;
+    const { env } = arg;
+    const name = appName(rootOf(arg));
+    const what = name ? `${name}/${env}` : env;
     const choice = await vscode.window.showWarningMessage(
-      `Destroy the ${env} environment? Its containers and network are removed.`, { modal: true },
+      `Destroy the ${what} environment? Its containers and network are removed.`, { modal: true },
       'Destroy, keep data', 'Destroy with data');
     if (!choice) return;
-    await run('minicloud.env.destroy', { env, with_data: choice === 'Destroy with data' });
-    vscode.window.showInformationMessage(`minicloud: ${env} destroyed${choice === 'Destroy with data' ? ' with its data' : ', data kept'}`);
+    await run('minicloud.env.destroy', { ...arg, with_data: choice === 'Destroy with data' });
+    vscode.window.showInformationMessage(`minicloud: ${what} destroyed${choice === 'Destroy with data' ? ' with its data' : ', data kept'}`);
   });
   reg('minicloud.ui.codegen', async () => {
     const editor = vscode.window.activeTextEditor;
-    const { apis } = await run('minicloud.capabilities', { env: config().get<string>('env', 'test') });
+    const where = await target('Generate capability call');
+    if (!where) return;
+    const { apis } = await run('minicloud.capabilities', { ...where, env: config().get<string>('env', 'test') });
     const choices: vscode.QuickPickItem[] = apis.map((a: any) => ({
       label: a.method, description: a.signed ? '✓ signed' : 'not signed', detail: `${a.title} — ${a.package}` }));
     const pick = await vscode.window.showQuickPick(choices,
@@ -242,12 +329,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (!pick) return;
     const lang = editor?.document.languageId === 'python' ? 'python' : editor?.document.languageId === 'java' ? 'java' : 'node';
     await run('minicloud.codegen', {
-      method: pick.label, lang, uri: editor?.document.uri.toString(),
+      ...where, method: pick.label, lang, uri: editor?.document.uri.toString(),
       position: editor ? { line: editor.selection.active.line, character: 0 } : undefined,
     });
   });
-  reg('minicloud.ui.refresh', () => refreshStatus());
+  reg('minicloud.ui.refresh', async () => { await findApps(); await refreshStatus(); });
   reg('minicloud.ui.restartServer', () => restartClient(context));
+
+  // the apps of the workspace: found again when a manifest comes or goes, or a folder is added or removed
+  const manifests = vscode.workspace.createFileSystemWatcher('**/minicloud.toml', false, true, false);
+  const rediscover = () => { void findApps().then(refreshStatus); };
+  context.subscriptions.push(manifests, manifests.onDidCreate(rediscover), manifests.onDidDelete(rediscover),
+    vscode.workspace.onDidChangeWorkspaceFolders(rediscover),
+    vscode.window.onDidChangeActiveTextEditor((editor) => {
+      const before = activeApp;
+      followEditor(editor);
+      if (activeApp !== before) tree.refresh();
+    }));
 
   const seconds = config().get<number>('status.pollSeconds', 0);
   if (seconds > 0) {

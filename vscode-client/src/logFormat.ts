@@ -11,6 +11,7 @@ export interface LogLine {
 
 export interface LogFormatOptions {
   showTime: boolean;
+  app?: string; // several apps in the workspace: each line says whose it is
 }
 
 export function formatLogLine(entry: LogLine, options: LogFormatOptions): string {
@@ -21,7 +22,8 @@ export function formatLogLine(entry: LogLine, options: LogFormatOptions): string
 }
 
 export function formatBatch(lines: LogLine[], dropped: number, options: LogFormatOptions): string[] {
-  const out = lines.map((l) => formatLogLine(l, options));
+  const prefix = options.app ? `[${options.app}] ` : '';
+  const out = lines.map((l) => prefix + formatLogLine(l, options));
   if (dropped > 0) {
     out.push(`… ${dropped} lines dropped (the panel could not keep up)`);
   }

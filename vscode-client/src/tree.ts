@@ -1,4 +1,5 @@
-// The "Environments" view, built from `minicloud.status` results. Pure.
+// The "Environments" view, built from `minicloud.status` results: app → envs → containers and
+// releases, one app per minicloud.toml of the workspace. Pure.
 
 export interface ContainerStatus {
   role: string;
@@ -27,7 +28,7 @@ export interface EnvStatus {
   releases?: Release[];
 }
 
-export type NodeKind = 'env' | 'group' | 'container' | 'release';
+export type NodeKind = 'app' | 'env' | 'group' | 'container' | 'release';
 
 export interface TreeNode {
   kind: NodeKind;
@@ -36,8 +37,35 @@ export interface TreeNode {
   tooltip?: string;
   contextValue: string;
   env: string;
+  app?: string; // the app's root folder: commands from this node act on that app
   releaseId?: string;
   children: TreeNode[];
+}
+
+/** One app of the workspace: the folder of its minicloud.toml, and its name once the server said it. */
+export interface AppInfo {
+  root: string;
+  name?: string;
+}
+
+/** The app of a file: the nearest root above it (the longest root that holds it), as the CLI finds it. */
+export function appOf(file: string | undefined, roots: string[], sep = '/'): string | undefined {
+  if (!file) return undefined;
+  let best: string | undefined;
+  for (const root of roots) {
+    const prefix = root.endsWith(sep) ? root : root + sep;
+    if ((file === root || file.startsWith(prefix)) && (!best || root.length > best.length)) best = root;
+  }
+  return best;
+}
+
+/** The key of an app's env in the map of statuses. */
+export function statusKey(root: string | undefined, env: string): string {
+  return `${root ?? ''}\u0000${env}`;
+}
+
+export function appLabel(app: AppInfo, sep = '/'): string {
+  return app.name ?? app.root.split(sep).filter(Boolean).pop() ?? app.root;
 }
 
 export function formatBytes(bytes: number | null): string {
@@ -57,31 +85,46 @@ export function containerNode(env: string, c: ContainerStatus): TreeNode {
   };
 }
 
-export function envNode(status: EnvStatus): TreeNode {
-  const containers = status.containers.map((c) => containerNode(status.env, c));
+export function envNode(status: EnvStatus, app?: string): TreeNode {
+  const containers = status.containers.map((c) => ({ ...containerNode(status.env, c), app }));
   const releases = (status.releases ?? []).map((r): TreeNode => ({
-    kind: 'release', label: r.id, env: status.env, releaseId: r.id, children: [],
+    kind: 'release', label: r.id, env: status.env, app, releaseId: r.id, children: [],
     description: r.current ? 'running' : r.created.replace('T', ' ').slice(0, 19),
     contextValue: r.current ? 'release.current' : 'release',
     tooltip: r.image,
   }));
   return {
-    kind: 'env', label: status.env, env: status.env, contextValue: 'env',
+    kind: 'env', label: status.env, env: status.env, app, contextValue: 'env',
     description: `${status.state}${status.release ? ' · ' + status.release : ''}`,
     tooltip: status.url,
     children: [
-      { kind: 'group', label: 'Containers', env: status.env, contextValue: 'containers', children: containers,
+      { kind: 'group', label: 'Containers', env: status.env, app, contextValue: 'containers', children: containers,
         description: `${containers.length}` },
-      { kind: 'group', label: 'Releases', env: status.env, contextValue: 'releases', children: releases,
+      { kind: 'group', label: 'Releases', env: status.env, app, contextValue: 'releases', children: releases,
         description: `${releases.length}` },
     ],
   };
 }
 
-/** The status bar text for one environment. */
-export function statusBarText(status: EnvStatus | undefined, env: string): string {
-  if (!status) return `$(cloud) ${env}: unknown`;
+/** An app and its envs (those whose status is known), in the order of `envs`. */
+export function appNode(app: AppInfo, statuses: Map<string, EnvStatus>, envs: string[], active = false): TreeNode {
+  const children = envs.flatMap((env) => {
+    const status = statuses.get(statusKey(app.root, env));
+    return status ? [envNode(status, app.root)] : [];
+  });
+  const name = children.length ? statuses.get(statusKey(app.root, children[0].env))?.app : undefined;
+  return {
+    kind: 'app', label: name ?? appLabel(app), env: '', app: app.root, contextValue: 'app', children,
+    description: `${active ? '● ' : ''}${children.length ? children.map((c) => c.label).join(', ') : 'no environment'}`,
+    tooltip: app.root,
+  };
+}
+
+/** The status bar text for one environment; with `app` (several apps in the workspace), `app/env`. */
+export function statusBarText(status: EnvStatus | undefined, env: string, app?: string): string {
+  const where = app ? `${app}/${env}` : env;
+  if (!status) return `$(cloud) ${where}: unknown`;
   const icon = status.state === 'running' ? '$(cloud)' : status.state === 'stopped' ? '$(debug-stop)' : '$(warning)';
   const release = status.release ? ` · ${status.release.split('-').slice(1).join('-')}` : '';
-  return `${icon} ${status.env}: ${status.state}${release}`;
+  return `${icon} ${app ? `${status.app}/` : ''}${status.env}: ${status.state}${release}`;
 }

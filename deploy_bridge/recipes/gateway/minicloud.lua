@@ -38,11 +38,13 @@ local function answer(status, text)
   return ngx.exit(status)
 end
 
+-- the route of $minicloud_route (HOST, or HOST/fn: the env's functions, else the host's app)
 function M.route()
+  local key = ngx.var.minicloud_route
   local host = ngx.var.server_name
-  local target = routes:get(host)
+  local target = routes:get(key) or routes:get(host)
   if not target then
-    return answer(404, "no route for " .. host)
+    return answer(404, "no route for " .. key)
   end
   if target:sub(1, 1) == "!" then
     return answer(503, target:sub(2))

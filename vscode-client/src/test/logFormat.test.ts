@@ -22,3 +22,9 @@ test('dropped lines are said, not hidden', () => {
   assert.equal(out.length, 2);
   assert.match(out[1], /12 lines dropped/);
 });
+
+test('with several apps, each line says whose it is', () => {
+  const out = formatBatch([{ time: '', role: 'app', line: 'up' }], 0, { showTime: false, app: 'blog' });
+  assert.deepEqual(out, ['[blog] app | up']);
+  assert.deepEqual(formatBatch([{ time: '', role: 'app', line: 'up' }], 0, { showTime: false }), ['app | up']);
+});

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { envNode, formatBytes, statusBarText, EnvStatus } from '../tree';
+import { appLabel, appNode, appOf, envNode, formatBytes, statusBarText, statusKey, EnvStatus } from '../tree';
 
 const status: EnvStatus = {
   env: 'test', app: 'shop', state: 'running', release: '20261125-024033-d67222', url: 'https://shop.test.localhost:8443',
@@ -31,4 +31,39 @@ test('bytes and the status bar', () => {
   assert.equal(formatBytes(3 * 1024 ** 3), '3.00 GiB');
   assert.equal(statusBarText(status, 'test'), '$(cloud) test: running · 024033-d67222');
   assert.equal(statusBarText(undefined, 'prod'), '$(cloud) prod: unknown');
+});
+
+test('the app of a file is the nearest root above it (monorepos: nested apps)', () => {
+  const roots = ['/w/repo', '/w/repo/services/beta', '/w/other'];
+  assert.equal(appOf('/w/repo/services/beta/src/a.js', roots), '/w/repo/services/beta');
+  assert.equal(appOf('/w/repo/services/betamax/a.js', roots), '/w/repo');
+  assert.equal(appOf('/w/repo/web/a.js', roots), '/w/repo');
+  assert.equal(appOf('/w/elsewhere/a.js', roots), undefined);
+  assert.equal(appOf(undefined, roots), undefined);
+  assert.equal(appOf('C:\\w\\b\\x.js', ['C:\\w\\b'], '\\'), 'C:\\w\\b');
+});
+
+test('apps → envs → containers, each app with its own statuses', () => {
+  const statuses = new Map<string, EnvStatus>([
+    [statusKey('/w/shop', 'test'), status],
+    [statusKey('/w/blog', 'test'), { ...status, app: 'blog', state: 'stopped', containers: [], releases: [] }],
+  ]);
+  const shop = appNode({ root: '/w/shop' }, statuses, ['test', 'prod'], true);
+  const blog = appNode({ root: '/w/blog', name: 'blog' }, statuses, ['test', 'prod']);
+  const none = appNode({ root: '/w/new-app' }, statuses, ['test', 'prod']);
+  assert.equal(shop.label, 'shop');
+  assert.equal(shop.description, '● test');
+  assert.deepEqual(shop.children.map((e) => [e.label, e.app]), [['test', '/w/shop']]);
+  assert.deepEqual(shop.children[0].children[0].children.map((c) => [c.label, c.app]), [['app', '/w/shop'], ['db', '/w/shop']]);
+  assert.equal(shop.children[0].children[1].children[0].app, '/w/shop'); // a release rolls back its own app
+  assert.equal(blog.children[0].description, 'stopped · 20261125-024033-d67222');
+  assert.equal(blog.children[0].children[0].children.length, 0);
+  assert.equal(none.label, 'new-app');
+  assert.equal(none.description, 'no environment');
+  assert.equal(appLabel({ root: '/w/x/' }), 'x');
+});
+
+test('the status bar names the app when there are several', () => {
+  assert.equal(statusBarText(status, 'test', 'shop'), '$(cloud) shop/test: running · 024033-d67222');
+  assert.equal(statusBarText(undefined, 'test', 'blog'), '$(cloud) blog/test: unknown');
 });
