@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.functions import GOALS as FUNCTION_GOALS
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {  # metric: (goal, "<" or ">")
@@ -34,6 +36,8 @@ GOALS = {  # metric: (goal, "<" or ">")
     "completion_flood_ratio": (1.5, "<"),
     "sql_tables_completion_p99_ms": (5.0, "<"), "sql_tables_completion_bytes": (64 * 1024, "<"),
     "completion_first_2s_ratio": (2.0, "<"),
+    "initialize_5_apps_ms": (600.0, "<"), "rss_idle_5_apps_mb": (80.0, "<"),
+    **FUNCTION_GOALS,
 }
 PACKAGES = ["FACE_TO_FACE_PAYMENT", "JSAPI_PAY", "QUICK_WAP_WAY", "FAST_INSTANT_TRADE_PAY", "QUICK_MSECURITY_PAY",
             "芝麻信用"]
@@ -613,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
         log("language server")
         results["empty_server_completion_p99_ms"] = measure_empty_server(workspace, 500)
         measure_lsp(cloud, workspace, args.quick, results)
+        cloud.destroy_env("test", with_data=True)  # the functions figures get the machine to themselves
+        from bench.functions import measure_functions
+
+        measure_functions(workdir, args.quick, results, log)
         log("a real-sized database (2,000 tables of 25 columns)")
         command = [str(Path(sys.executable).parent / "minicloud-lsp")]
         measure_large_schema(cloud, command, workspace, args.quick, results)

@@ -169,18 +169,18 @@ def open_loop(cloud, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-def measure_burst(cloud, rounds: int) -> tuple[list[float], list[float]]:
-    """Four calls at once from idle on the four reserved instances, against warm single calls."""
+def measure_burst(cloud, rounds: int, path: str = "/fn/burst") -> tuple[list[float], list[float]]:
+    """Four calls at once from idle (on the four reserved instances), against warm single calls."""
     burst, warm = [], []
     callers = [Caller(cloud) for _ in range(4)]  # four clients with their connections open
     try:
         for c in callers:
-            c.post("/fn/burst", {})
+            c.post(path, {})
         for _ in range(rounds):
             time.sleep(0.5)  # idle between bursts, by design of the figure
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
-                burst += [ms for ms, _ in pool.map(lambda c: c.post("/fn/burst", {}), callers)]
-            warm += [callers[0].post("/fn/burst", {})[0] for _ in range(4)]
+                burst += [ms for ms, _ in pool.map(lambda c: c.post(path, {}), callers)]
+            warm += [callers[0].post(path, {})[0] for _ in range(4)]
     finally:
         for c in callers:
             c.close()
@@ -235,12 +235,16 @@ def measure_functions(root: Path, quick: bool, out: dict[str, Any], log) -> None
         out["fn_warm_overhead_ratio"] = out["fn_warm_p50_ms"] / out["plain_server_p50_ms"]
         log("functions: P95 as the arrival rate doubles")
         seconds = 5 if quick else 20
+        open_loop(cloud, 10, 3)  # the function is deployed and running before the first step counts
         steps = {rate: open_loop(cloud, rate, seconds) for rate in (10, 20, 40, 80)}
         out.update({f"fn_p95_at_{rate}_per_s_ms": percentile(lat, 95) for rate, lat in steps.items()})
         out["fn_p95_growth_ratio"] = percentile(steps[80], 95) / percentile(steps[10], 95)
         log("functions: a burst on the reserved instances")
         burst, warm = measure_burst(cloud, 5 if quick else 20)
         out["fn_reserved_burst_ratio"] = percentile(burst, 99) / percentile(warm, 99)
+        # the baseline: the same burst on the plain server (four calls at once on this machine's cores)
+        burst, warm = measure_burst(cloud, 5 if quick else 20, "/echo")
+        out["plain_server_burst_ratio"] = percentile(burst, 99) / percentile(warm, 99)
         log("functions: code deploys")
         out["fn_code_deploy_s"] = statistics.median(measure_deploy(cloud, cloud.workspace, 3 if quick else 10))
         client = engine.client()

@@ -415,8 +415,13 @@ class Cloud(Workspace):
         answers = code is not None and 200 <= code < 300
         state = derive_state(out, serving, bool(route and route.stopped), answers)
         current = self._current_release(env)
+        functions = {}
+        if self.manifest.functions.functions:
+            live = self._functions(env).status(quiet=True) or {}
+            functions = {name: {k: v for k, v in fn.items() if k != "instances"}
+                         for name, fn in live.get("functions", {}).items()}
         return EnvStatus(env, self.app, state, current, url, out,
-                         list_releases(self._client(), self.settings, self.app, env, current))
+                         list_releases(self._client(), self.settings, self.app, env, current), functions)
 
     def log_batches(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
                     grep: str | None = None, roles: list[str] | None = None, fn: str | None = None,

@@ -34,6 +34,8 @@ class EnvStatus:
     url: str
     containers: list[ContainerStatus] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
+    # cloud functions: name -> version, instances (reserved, on_demand, busy, idle), queue, invocations, errors, p95_ms
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

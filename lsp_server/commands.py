@@ -108,6 +108,24 @@ def _snapshot(server: MinicloudServer, arg: dict[str, Any]) -> Snapshot:
         raise JsonRpcException(message=str(err), code=REQUEST_FAILED) from None
 
 
+def _invoke(cloud, arg: dict[str, Any]) -> dict[str, Any]:
+    """Invoke a function with `event`, else functions/NAME/event.json, else {}; the result and the
+    invocation's own log lines (START, what it printed, END), for the editor to show."""
+    import json
+
+    name = str(arg.get("name") or "")
+    event = arg.get("event")
+    if event is None:
+        path = cloud.workspace / "functions" / name / "event.json"
+        event = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    call = cloud.fn_invoke(arg["env"], name, event)
+    lines: list[str] = []
+    if call.request_id:
+        for batch in cloud.log_batches(arg["env"], roles=["function"], fn=name, grep=call.request_id, tail=500):
+            lines += [line.to_text() for line in batch]
+    return {**call.to_json(), "name": name, "env": arg["env"], "logs": lines}
+
+
 def register(server: MinicloudServer) -> None:
     """Every command, bound to a `Cloud` verb."""
 
@@ -139,6 +157,11 @@ def register(server: MinicloudServer) -> None:
          lambda c, a, p: {"env": a["env"], "app": c.app, "releases": [vars(r) for r in c.releases(a["env"])]},
          long=False,
          changes=False)
+
+    verb("minicloud.fn.deploy", "Deploying functions",
+         lambda c, a, p: c.fn_deploy(a["env"], list(a.get("names") or []) or None, p))
+    verb("minicloud.fn.invoke", "Invoking", lambda c, a, p: _invoke(c, a), long=False)
+    verb("minicloud.fn.list", "Functions", lambda c, a, p: c.fn_list(a["env"]), long=False, changes=False)
 
     @server.command("minicloud.logs.tail")
     async def logs_tail(ls, *args):

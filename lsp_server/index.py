@@ -75,6 +75,9 @@ class Snapshot:
     variables: dict[str, Variable] = field(default_factory=dict)
     granted: frozenset[str] = frozenset()
     signed_packages: tuple[str, ...] = ()  # labels of the valid packages (read by tests/test_startup.py)
+    # cloud functions: name -> {runtime, has_code, live: the scheduler's view of it, when it runs}
+    functions: dict[str, dict] = field(default_factory=dict)
+    function_folders: tuple[str, ...] = ()  # folders under functions/ (with or without a manifest table)
     # the platform keys trusted to sign ability packages, and the app id they must name: computed by
     # each refresh from the workspace's keys, never persisted (read from the keys on every start)
     trust: tuple[dict, str | None] = field(default=NO_TRUST, compare=False, repr=False)
@@ -83,7 +86,8 @@ class Snapshot:
         return {"env": self.env, "app": self.app,
                 "tables": {n: asdict(t) for n, t in self.tables.items()},
                 "variables": {n: asdict(v) for n, v in self.variables.items()},
-                "granted": sorted(self.granted), "signed_packages": list(self.signed_packages)}
+                "granted": sorted(self.granted), "signed_packages": list(self.signed_packages),
+                "functions": self.functions, "function_folders": list(self.function_folders)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
@@ -93,6 +97,7 @@ class Snapshot:
                     for n, t in data.get("tables", {}).items()},
             variables={n: Variable(**v) for n, v in data.get("variables", {}).items()},
             granted=frozenset(data.get("granted", ())), signed_packages=tuple(data.get("signed_packages", ())),
+            functions=dict(data.get("functions", {})), function_folders=tuple(data.get("function_folders", ())),
         )
 
 
@@ -220,6 +225,8 @@ class Index:
             with contextlib.suppress(Exception):
                 snap = replace(snap, variables={
                     v.name: Variable(v.name, v.value, v.source, v.secret) for v in view.injected_vars(self.env)})
+            with contextlib.suppress(Exception):
+                snap = self._functions(view, snap)
         snap = self._abilities(snap)
         self.snapshot = snap
         return snap
@@ -254,6 +261,19 @@ class Index:
         return replace(snap, granted=frozenset(granted_methods(abilities)),
                        signed_packages=tuple(a.label for a in abilities), trust=trust)
 
+    @staticmethod
+    def _functions(view, snap: Snapshot) -> Snapshot:
+        """The manifest's functions and the folders under functions/ (no engine needed)."""
+        entry = {"nodejs": "index.js", "python": "main.py"}
+        root = view.workspace / "functions"
+        folders = tuple(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else ()
+        functions = {}
+        for name, spec in view.manifest.functions.functions.items():
+            old = snap.functions.get(name, {})
+            functions[name] = {"runtime": spec.runtime, "has_code": (root / name / entry[spec.runtime]).is_file(),
+                               **({"live": old["live"]} if "live" in old else {})}
+        return replace(snap, functions=functions, function_folders=folders)
+
     def _from_engine(self, cloud, snap: Snapshot) -> Snapshot:
         from deploy_bridge.errors import MinicloudError
 
@@ -270,4 +290,10 @@ class Index:
                 read = {t.name: Table(t.name, tuple(tuple(c) for c in t.columns), t.rows) for t in tables}
                 # the same tables: the same dict, so that what was prepared from them stays valid
                 snap = replace(snap, tables=snap.tables if read == snap.tables else read)
+            if snap.functions:
+                with contextlib.suppress(MinicloudError):
+                    live = cloud.fn_list(self.env).get("functions", {})
+                    snap = replace(snap, functions={name: {**fn, "live": {k: v for k, v in live[name].items()
+                                                                           if k != "instances"}}
+                                                    if name in live else fn for name, fn in snap.functions.items()})
         return snap

@@ -31,6 +31,7 @@ from .features.ability_files import AbilityFileFeature
 from .features.base import Context, Feature, column_from_utf16, trigger_characters
 from .features.capabilities import CapabilityFeature
 from .features.env_vars import EnvVarFeature
+from .features.functions import FunctionsFeature
 from .features.manifest import ManifestFeature
 from .features.sql import SqlFeature
 from .index import Index, Snapshot
@@ -68,7 +69,7 @@ class MinicloudServer(LanguageServer):
         self.log_streams = LogStreams(congested=self.logs_congested)
         self.main_loop: asyncio.AbstractEventLoop | None = None  # set at initialize; threads post to it
         self.features: list[Feature] = [ManifestFeature(), EnvVarFeature(), SqlFeature(), CapabilityFeature(),
-                                        AbilityFileFeature()]
+                                        AbilityFileFeature(), FunctionsFeature()]
         self._pending_diagnostics: dict[str, asyncio.TimerHandle] = {}  # uri -> the debounced publish
 
     # ---- set-up
@@ -383,6 +384,18 @@ def completion(ls: MinicloudServer, params: types.CompletionParams) -> types.Com
 def hover(ls: MinicloudServer, params: types.HoverParams) -> types.Hover | None:
     ctx = ls.context(params.text_document.uri, params.position)
     return next(ls.dispatch("hover", ctx.uri, ctx.language, lambda f: f.hover(ctx)), None)
+
+
+@server.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))
+def code_lens(ls: MinicloudServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+    uri = params.text_document.uri
+    doc = ls.workspace.text_documents.get(unquote(uri))
+    if doc is None:
+        return []
+    language, snapshot = language_of(doc.language_id, uri), ls.snapshot_for(uri)
+    return [lens for found in ls.dispatch("code lenses", uri, language,
+                                          lambda f: f.code_lenses(uri, doc.source, snapshot))
+            for lens in found]
 
 
 @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,

@@ -317,3 +317,30 @@ def test_a_manifest_function_without_code_is_refused_clearly(fn_env, tmp_path):
                                        + "\n[functions.ghost]\n")
     out = minicloud(ws, "fn", "deploy", "test", "ghost")
     assert out.returncode == 2 and "functions.ghost" in out.stderr and "index.js" in out.stderr
+
+
+@pytest.fixture
+async def fn_client(fn_env):
+    """The language server on the functions workspace (started the way an editor does)."""
+    from pytest_lsp import ClientServerConfig, make_test_lsp_client
+
+    from .lsp_helpers import start
+
+    client = make_test_lsp_client()
+    await client.start_io(*ClientServerConfig(server_command=[sys.executable, "-m", "lsp_server"]).server_command)
+    await start(client, fn_env.workspace)
+    yield client
+    await client.shutdown_session()
+    await client.stop()
+
+
+async def test_the_editor_invokes_a_function_and_shows_its_result_and_logs(fn_client, fn_env):
+    from lsprotocol import types
+
+    result = await fn_client.workspace_execute_command_async(types.ExecuteCommandParams(
+        "minicloud.fn.invoke", [{"env": "test", "name": "hello", "event": {"name": "editor"}}]))
+    assert result["status"] == 200 and result["result"]["hello"] == "editor"
+    assert any("START" in ln for ln in result["logs"]) and any("END duration=" in ln for ln in result["logs"])
+    listed = await fn_client.workspace_execute_command_async(types.ExecuteCommandParams(
+        "minicloud.fn.list", [{"env": "test"}]))
+    assert listed["functions"]["hello"]["invocations"] >= 1

@@ -281,6 +281,7 @@ class Scheduler:
         return next((i for i in self.instances.values() if i.state == "pool" and i.runtime == runtime), None)
 
     def count_of(self, name: str) -> int:
+        """On-demand instances of `name`, those being specialised or started for it included."""
         return sum(1 for i in self.instances.values() if i.fn == name and not i.reserved
                    and i.state in ("specialised", "starting")) + self.starting[name]
 
@@ -291,7 +292,7 @@ class Scheduler:
             instance.busy += 1
             return instance, self.first_use(instance)
         if self.count_of(name) < fn["max_instances"] and (pool := self.pool_of(fn["runtime"])) is not None:
-            pool.state = "starting"
+            pool.state, pool.fn = "starting", name  # counted as the function's from now: max_instances holds
             pool.busy += 1
             try:
                 await self.specialise(pool, name)
@@ -325,7 +326,7 @@ class Scheduler:
             for name, queue in self.queues.items():
                 fn = self.function(name)
                 if queue and fn and fn["runtime"] == instance.runtime and self.count_of(name) < fn["max_instances"]:
-                    instance.state = "starting"
+                    instance.state, instance.fn = "starting", name
                     self.background(self.hand_over(instance, name))
                     return
             return

@@ -136,6 +136,9 @@ class Feature:
     def code_actions(self, ctx: Context, params: types.CodeActionParams) -> list[types.CodeAction]:
         return []
 
+    def code_lenses(self, uri: str, text: str, snapshot: Snapshot) -> list[types.CodeLens]:
+        return []
+
     # ---- lazy completion items (lsp_server/resolve.py)
     @staticmethod
     def lazy_documentation() -> bool:

@@ -14,7 +14,7 @@ import {
 } from 'vscode-languageclient/node';
 import { formatBatch, LogLine } from './logFormat';
 import { backoffMs, resolveServerCommand, ServerNotFound } from './serverPath';
-import { AppInfo, appLabel, appNode, appOf, EnvStatus, statusBarText, statusKey, TreeNode } from './tree';
+import { AppInfo, appLabel, appNode, appOf, EnvStatus, functionOfFile, statusBarText, statusKey, TreeNode } from './tree';
 
 let client: LanguageClient | undefined;
 let crashes = 0;
@@ -25,6 +25,7 @@ let logChannel: vscode.OutputChannel;
 let statusItem: vscode.StatusBarItem;
 let tree: EnvironmentsProvider;
 let activeStream: string | undefined;
+let onInvocation: ((result: any) => void) | undefined; // shows a function's result (set at activation)
 
 // declares experimental.minicloudLogs and minicloudChanged, so the server sends minicloud/logs
 // notifications and minicloud/changed when a container of an env starts, dies or goes
@@ -79,6 +80,14 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
     ],
     initializationOptions: { env: config().get<string>('env', 'test') },
     synchronize: { configurationSection: 'minicloud' },
+    middleware: {
+      // the Invoke code lens runs the server's command; its result is shown in "minicloud functions"
+      executeCommand: async (command: string, args: any[], next: (command: string, args: any[]) => any) => {
+        const result = await next(command, args);
+        if (command === 'minicloud.fn.invoke' && result) onInvocation?.(result);
+        return result;
+      },
+    },
     errorHandler: {
       error: () => ({ action: ErrorAction.Continue }),
       closed: () => {
@@ -333,6 +342,44 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       position: editor ? { line: editor.selection.active.line, character: 0 } : undefined,
     });
   });
+  // cloud functions: invoke (palette, tree, code lens), deploy, and deploy on save when asked to
+  const fnChannel = vscode.window.createOutputChannel('minicloud functions');
+  context.subscriptions.push(fnChannel);
+  const showInvocation = (r: any) => {
+    fnChannel.appendLine(`— ${r.name} in ${r.env}: HTTP ${r.status}, ${Number(r.duration_ms).toFixed(1)} ms, `
+      + `${r.cold ? 'cold' : 'warm'}, instance ${r.instance || '–'}, request ${r.request_id || '–'}`);
+    fnChannel.appendLine(JSON.stringify(r.result, null, 2));
+    for (const line of r.logs ?? []) fnChannel.appendLine(line);
+    fnChannel.show(true);
+  };
+  const invoke = async (where: { uri?: string; app?: string }, env: string, name: string) =>
+    showInvocation(await run('minicloud.fn.invoke', { ...where, env, name }));
+  reg('minicloud.ui.fn.invoke', async (node?: TreeNode) => {
+    if (node?.functionName) return invoke(node.app ? { app: node.app } : {}, node.env, node.functionName);
+    const arg = await appAndEnv('Invoke function');
+    if (!arg) return;
+    const known = Object.keys(statuses.get(statusKey(rootOf(arg), arg.env))?.functions ?? {});
+    const name = known.length
+      ? (await vscode.window.showQuickPick(known, { title: `Invoke a function of ${arg.env}` }))
+      : await vscode.window.showInputBox({ title: 'Invoke function', prompt: 'the function\'s name' });
+    if (name) await invoke(arg, arg.env, name);
+  });
+  onInvocation = showInvocation;
+  reg('minicloud.ui.fn.deploy', async () => {
+    const arg = await appAndEnv('Deploy functions');
+    if (!arg) return;
+    const r = await run('minicloud.fn.deploy', arg);
+    vscode.window.showInformationMessage(`minicloud: functions live in ${r.app}/${r.env} in ${r.seconds.toFixed(2)}s`);
+  });
+  context.subscriptions.push(vscode.workspace.onDidSaveTextDocument(async (doc) => {
+    if (!config().get<boolean>('deployFunctionsOnSave', false) || doc.uri.scheme !== 'file') return;
+    const fn = functionOfFile(doc.uri.fsPath, apps.map((a) => a.root), path.sep);
+    if (!fn) return;
+    const started = Date.now();
+    const r = await run('minicloud.fn.deploy', { app: fn.root, env: 'test', names: [fn.name] });
+    vscode.window.setStatusBarMessage(`minicloud: ${fn.name} ${r.versions[fn.name]} live in test `
+      + `(${((Date.now() - started) / 1000).toFixed(2)}s)`, 5000);
+  }));
   reg('minicloud.ui.refresh', async () => { await findApps(); await refreshStatus(); });
   reg('minicloud.ui.restartServer', () => restartClient(context));
 

@@ -1,5 +1,5 @@
-// The "Environments" view, built from `minicloud.status` results: app → envs → containers and
-// releases, one app per minicloud.toml of the workspace. Pure.
+// The "Environments" view, built from `minicloud.status` results: app → envs → containers, releases
+// and functions, one app per minicloud.toml of the workspace. Pure.
 
 export interface ContainerStatus {
   role: string;
@@ -18,6 +18,20 @@ export interface Release {
   current: boolean;
 }
 
+/** A cloud function as `minicloud.status` reports it (from the env's scheduler). */
+export interface FunctionStatus {
+  version: string;
+  runtime?: string;
+  reserved: number;
+  on_demand: number;
+  busy: number;
+  idle: number;
+  queue: number;
+  invocations: number;
+  errors: number;
+  p95_ms: number | null;
+}
+
 export interface EnvStatus {
   env: string;
   app: string;
@@ -26,9 +40,10 @@ export interface EnvStatus {
   url: string;
   containers: ContainerStatus[];
   releases?: Release[];
+  functions?: Record<string, FunctionStatus>;
 }
 
-export type NodeKind = 'app' | 'env' | 'group' | 'container' | 'release';
+export type NodeKind = 'app' | 'env' | 'group' | 'container' | 'release' | 'function';
 
 export interface TreeNode {
   kind: NodeKind;
@@ -39,6 +54,7 @@ export interface TreeNode {
   env: string;
   app?: string; // the app's root folder: commands from this node act on that app
   releaseId?: string;
+  functionName?: string;
   children: TreeNode[];
 }
 
@@ -85,6 +101,24 @@ export function containerNode(env: string, c: ContainerStatus): TreeNode {
   };
 }
 
+/** "2 reserved · 1 on demand (1 busy) · p95 12 ms · 40 calls, 1 error". */
+export function functionDescription(f: FunctionStatus): string {
+  const parts = [];
+  if (f.reserved) parts.push(`${f.reserved} reserved`);
+  parts.push(`${f.on_demand} on demand${f.busy ? ` (${f.busy} busy)` : ''}`);
+  if (f.queue) parts.push(`${f.queue} queued`);
+  if (f.p95_ms !== null && f.p95_ms !== undefined) parts.push(`p95 ${f.p95_ms} ms`);
+  parts.push(`${f.invocations} calls${f.errors ? `, ${f.errors} error${f.errors === 1 ? '' : 's'}` : ''}`);
+  return parts.join(' · ');
+}
+
+export function functionNode(env: string, name: string, f: FunctionStatus, app?: string): TreeNode {
+  return {
+    kind: 'function', label: name, env, app, functionName: name, contextValue: 'function', children: [],
+    description: functionDescription(f), tooltip: `${name} ${f.version}`,
+  };
+}
+
 export function envNode(status: EnvStatus, app?: string): TreeNode {
   const containers = status.containers.map((c) => ({ ...containerNode(status.env, c), app }));
   const releases = (status.releases ?? []).map((r): TreeNode => ({
@@ -93,16 +127,24 @@ export function envNode(status: EnvStatus, app?: string): TreeNode {
     contextValue: r.current ? 'release.current' : 'release',
     tooltip: r.image,
   }));
+  const functions = Object.entries(status.functions ?? {}).sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, f]) => functionNode(status.env, name, f, app));
+  const groups: TreeNode[] = [
+    { kind: 'group', label: 'Containers', env: status.env, app, contextValue: 'containers', children: containers,
+      description: `${containers.length}` },
+    { kind: 'group', label: 'Releases', env: status.env, app, contextValue: 'releases', children: releases,
+      description: `${releases.length}` },
+  ];
+  if (functions.length) {
+    const instances = Object.values(status.functions ?? {}).reduce((n, f) => n + f.reserved + f.on_demand, 0);
+    groups.push({ kind: 'group', label: 'Functions', env: status.env, app, contextValue: 'functions',
+      children: functions, description: `${functions.length} · ${instances} instance${instances === 1 ? '' : 's'}` });
+  }
   return {
     kind: 'env', label: status.env, env: status.env, app, contextValue: 'env',
     description: `${status.state}${status.release ? ' · ' + status.release : ''}`,
     tooltip: status.url,
-    children: [
-      { kind: 'group', label: 'Containers', env: status.env, app, contextValue: 'containers', children: containers,
-        description: `${containers.length}` },
-      { kind: 'group', label: 'Releases', env: status.env, app, contextValue: 'releases', children: releases,
-        description: `${releases.length}` },
-    ],
+    children: groups,
   };
 }
 
@@ -127,4 +169,12 @@ export function statusBarText(status: EnvStatus | undefined, env: string, app?: 
   const icon = status.state === 'running' ? '$(cloud)' : status.state === 'stopped' ? '$(debug-stop)' : '$(warning)';
   const release = status.release ? ` · ${status.release.split('-').slice(1).join('-')}` : '';
   return `${icon} ${app ? `${status.app}/` : ''}${status.env}: ${status.state}${release}`;
+}
+
+/** The function a saved file belongs to: `<root>/functions/NAME/…` of one of the apps. */
+export function functionOfFile(file: string, roots: string[], sep = '/'): { root: string; name: string } | undefined {
+  const root = appOf(file, roots, sep);
+  if (!root) return undefined;
+  const rest = file.slice(root.length).split(sep).filter(Boolean);
+  return rest.length >= 3 && rest[0] === 'functions' ? { root, name: rest[1] } : undefined;
 }

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { appLabel, appNode, appOf, envNode, formatBytes, statusBarText, statusKey, EnvStatus } from '../tree';
+import { appLabel, appNode, appOf, envNode, formatBytes, functionOfFile, statusBarText, statusKey, EnvStatus } from '../tree';
 
 const status: EnvStatus = {
   env: 'test', app: 'shop', state: 'running', release: '20261125-024033-d67222', url: 'https://shop.test.localhost:8443',
@@ -66,4 +66,35 @@ test('apps → envs → containers, each app with its own statuses', () => {
 test('the status bar names the app when there are several', () => {
   assert.equal(statusBarText(status, 'test', 'shop'), '$(cloud) shop/test: running · 024033-d67222');
   assert.equal(statusBarText(undefined, 'test', 'blog'), '$(cloud) blog/test: unknown');
+});
+
+test('an env with functions has a Functions group with instance counts', () => {
+  const status = {
+    env: 'test', app: 'shop', state: 'running', release: 'r1', url: 'u', containers: [],
+    functions: {
+      createOrder: { version: 'v1', reserved: 2, on_demand: 1, busy: 1, idle: 2, queue: 0, invocations: 40, errors: 1, p95_ms: 12 },
+      report: { version: 'v2', reserved: 0, on_demand: 0, busy: 0, idle: 0, queue: 0, invocations: 0, errors: 0, p95_ms: null },
+    },
+  };
+  const env = envNode(status, '/ws/shop');
+  const group = env.children.find((c) => c.label === 'Functions');
+  assert.ok(group);
+  assert.equal(group.description, '2 · 3 instances');
+  assert.deepEqual(group.children.map((c) => c.label), ['createOrder', 'report']);
+  const order = group.children[0];
+  assert.equal(order.contextValue, 'function');
+  assert.equal(order.functionName, 'createOrder');
+  assert.equal(order.app, '/ws/shop');
+  assert.equal(order.description, '2 reserved · 1 on demand (1 busy) · p95 12 ms · 40 calls, 1 error');
+  assert.equal(envNode({ ...status, functions: {} }).children.some((c) => c.label === 'Functions'), false);
+});
+
+test('a saved file belongs to the function of its folder', () => {
+  assert.deepEqual(functionOfFile('/ws/shop/functions/createOrder/index.js', ['/ws/shop']),
+    { root: '/ws/shop', name: 'createOrder' });
+  assert.deepEqual(functionOfFile('/ws/shop/functions/createOrder/lib/db.js', ['/ws', '/ws/shop']),
+    { root: '/ws/shop', name: 'createOrder' });
+  assert.equal(functionOfFile('/ws/shop/server.js', ['/ws/shop']), undefined);
+  assert.equal(functionOfFile('/ws/shop/functions/README.md', ['/ws/shop']), undefined);
+  assert.equal(functionOfFile('/elsewhere/functions/x/index.js', ['/ws/shop']), undefined);
 });
