@@ -10,6 +10,7 @@ gateway's route per host (which container serves).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 import docker
 from docker.errors import APIError, NotFound
 
-from . import engine, hosts, images, keeper, logs, variables
+from . import engine, hosts, images, keeper, logs, metrics, variables
 from .config import (
     LABEL_APP,
     LABEL_ENV,
@@ -32,11 +33,11 @@ from .credentials import credentials, credentials_path
 from .database import Database
 from .errors import BadInput, MinicloudError, NotBuilt
 from .functions import Functions, Invocation, versions_label
-from .gateway import Edge
+from .gateway import FUNCTIONS_PATH, Edge
 from .lock import EnvLock
 from .model import DeployResult, EnvStatus, QueryResult, Release, TableInfo
 from .progress import NullProgress, Progress
-from .releases import ReleaseBuilder, list_releases, wait_healthy
+from .releases import ReleaseBuilder, list_releases, record_release, wait_healthy
 from .roles import ALL_ROLES, FUNCTION_INSTANCE, SERVICE_ROLES, EnvParts
 from .rollout import AppTarget, Rollout, clean_leftovers
 from .status import container_status, derive_state, fill_stats, role_of, sort_containers
@@ -123,10 +124,12 @@ class Cloud(Workspace):
         progress.report("preparing images", 5)
         built = images.ensure_all(client, ["gateway", *{r.recipe for r in SERVICE_ROLES}], progress)
         progress.check_cancelled()
-        images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
+        if self.manifest.has_server:
+            images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
         edge = self._edge()
         edge.ensure(progress)  # first: a taken gateway port fails before anything else is made
         keeper.ensure(client, s, progress)
+        metrics.ensure(client, s, self.manifest, env, edge, progress)  # the collector; the env's [alerts]
         progress.report("creating the network", 40)
         try:
             network = self._network(env)
@@ -194,6 +197,7 @@ class Cloud(Workspace):
             progress.report("no environment is left: removing the gateway and the keeper")
             edge.remove()
             keeper.remove(client, s)
+            metrics.remove(client, s)
 
     def _unused_host_names(self, env: str) -> list[str]:
         """The env's host names that no remaining network of any instance still needs."""
@@ -211,9 +215,18 @@ class Cloud(Workspace):
 
     def _deploy_locked(self, env: str, progress: Progress, started: float) -> DeployResult:
         """The app and the functions as one release: the release image records the functions' versions."""
+        metrics.write_rules(self.settings, self.manifest, env)  # [alerts] as this deploy's manifest says
         functions = self._functions(env)
         versions = functions.package(list(functions.specs), progress) if functions.specs else None
         labels = {LABEL_FN_VERSIONS: versions_label(versions)} if versions is not None else None
+        if not self.manifest.has_server:  # functions alone: the release records their versions
+            release, _ = record_release(self._client(), self.settings, self.app, env,
+                                        hashlib.sha256(labels[LABEL_FN_VERSIONS].encode()).hexdigest(), labels)
+            previous = self._current_release(env)
+            self._functions_live(env, versions, progress)
+            progress.report(f"{release}: functions live at {self.url(env)}/fn/", 100)
+            return DeployResult(env, self.app, release, previous, self.url(env),
+                                round(time.monotonic() - started, 3))
         release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress, labels)
         result = self._roll(env, release, tag, progress, started, fresh=True)
         if versions is not None:
@@ -254,11 +267,15 @@ class Cloud(Workspace):
             current = self._current_release(env)
             target = self._rollback_target(env, current, to)
             progress.report(f"rolling back to {target.id} (no rebuild)")
-            result = self._roll(env, target.id, target.image, progress, started)
+            if self.manifest.has_server:
+                result = self._roll(env, target.id, target.image, progress, started)
+            else:
+                result = DeployResult(env, self.app, target.id, current, self.url(env), 0.0)
             recorded = self._client().images.get(target.image).labels.get(LABEL_FN_VERSIONS)
             if recorded:  # the functions as they were deployed with that release
                 versions = {n: v for n, v in json.loads(recorded).items() if n in self.manifest.functions.functions}
                 self._functions_live(env, versions, progress)
+            result.seconds = round(time.monotonic() - started, 3)
             return result
 
     def _rollback_target(self, env: str, current: str | None, to: str | None) -> Release:
@@ -279,7 +296,15 @@ class Cloud(Workspace):
         return matches[0]
 
     def _current_release(self, env: str) -> str | None:
-        """The release of the container the route names (serving now, or before a stop)."""
+        """The release of the container the route names (serving now, or before a stop); with functions
+        alone, the newest release whose functions are the live ones."""
+        if not self.manifest.has_server:
+            live = self._functions(env).live_versions()
+            for rel in list_releases(self._client(), self.settings, self.app, env, None):
+                recorded = self._client().images.get(rel.image).labels.get(LABEL_FN_VERSIONS)
+                if recorded and json.loads(recorded) == live:
+                    return rel.id
+            return None
         serving = self._edge().upstream_of(self.settings.app_host(self.app, env))
         for c in self.containers(env, role="app"):
             if c.name == serving:
@@ -328,6 +353,9 @@ class Cloud(Workspace):
             # the route first: the keeper brings back only what is routed
             edge.stop_route(self.settings.app_host(self.app, env), f"{self.app}/{env} is stopped (minicloud start {env})")
             edge.stop_route(self.settings.sandbox_host(self.app, env), f"the sandbox of {self.app}/{env} is stopped")
+            if self.manifest.functions.functions:
+                edge.stop_route(self.settings.app_host(self.app, env) + FUNCTIONS_PATH,
+                                f"the functions of {self.app}/{env} are stopped (minicloud start {env})")
             for role in ("app", FUNCTION_INSTANCE, *(r.name for r in reversed(SERVICE_ROLES))):
                 for c in self.containers(env, role=role, running_only=True):
                     progress.report(f"stopping {c.name}")
@@ -351,6 +379,8 @@ class Cloud(Workspace):
             edge.ensure(progress)
             keeper.ensure(self._client(), self.settings, progress)
             self._start_services(env, edge, progress)
+            if not self.manifest.has_server:  # functions alone: the scheduler is all there is to start
+                return self.status(env, stats=False)
             target = self._target(env, None)
             clean_leftovers(target, progress)
             route = edge.route(target.host)
@@ -417,9 +447,12 @@ class Cloud(Workspace):
         current = self._current_release(env)
         functions = {}
         if self.manifest.functions.functions:
-            live = self._functions(env).status(quiet=True) or {}
+            live = self._functions(env).status(quiet=True)
             functions = {name: {k: v for k, v in fn.items() if k != "instances"}
-                         for name, fn in live.get("functions", {}).items()}
+                         for name, fn in (live or {}).get("functions", {}).items()}
+            if not self.manifest.has_server:  # functions alone: they are what must answer
+                fn_route = edge.route(self.settings.app_host(self.app, env) + FUNCTIONS_PATH)
+                state = derive_state(out, None, bool(fn_route and fn_route.stopped), False, functions_only=live is not None)
         return EnvStatus(env, self.app, state, current, url, out,
                          list_releases(self._client(), self.settings, self.app, env, current), functions)
 

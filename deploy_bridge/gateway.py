@@ -102,7 +102,7 @@ class Edge:
 
     # ------------------------------------------------------------------ lifecycle
     def _prepare_files(self) -> None:
-        for folder in (self.hosts_dir, self.certs):
+        for folder in (self.hosts_dir, self.certs, self.folder / "access"):  # access/: the metrics' access log
             folder.mkdir(parents=True, exist_ok=True)
         if not self.generation_file.is_file():
             self._write_generation("initial")
@@ -161,7 +161,8 @@ class Edge:
             container = self.client.containers.run(
                 image, name=self.settings.edge_container, detach=True, labels=labels,
                 ports={f"{port}/tcp": ("127.0.0.1", port)},
-                volumes={str(self.folder): {"bind": CONTAINER_CONF, "mode": "ro"}},
+                volumes={str(self.folder): {"bind": CONTAINER_CONF, "mode": "ro"},
+                         str(self.folder / "access"): {"bind": "/var/log/minicloud", "mode": "rw"}},
                 restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG,
             )
         except APIError as err:

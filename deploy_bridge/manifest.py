@@ -10,11 +10,13 @@ from __future__ import annotations
 import bisect
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError, ManifestNotFound, UnknownEnv
+from .services.alert_rules import check_rule, check_webhook
 
 MANIFEST_NAME = "minicloud.toml"
 # a DNS label (no '-' at the end): names become host names APP.ENV.localhost
@@ -56,6 +58,7 @@ class Field:
     minimum: int | None = None
     maximum: int | None = None
     max_length: int | None = None  # strings: at most this many characters
+    check: Callable[[Any], str | None] | None = None  # a value of the right type: None, or what is wrong
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Table:
         return next((f for f in self.fields if f.name == name), None)
 
 
+SERVER_KEYS = ("runtime", "start", "port")  # [app] keys of a server-ful app; a functions-only one has none
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
 FUNCTION_RUNTIMES = ("nodejs", "python")
 
@@ -176,6 +180,27 @@ SCHEMA: tuple[Table, ...] = (
     Table("functions.*", "One function: code in functions/NAME/ (index.js with exports.main, or main.py with "
           "def main); what it does not set comes from [functions].", _function_fields(defaults=False)),
     Table(
+        "alerts",
+        "Alert rules of every env of the app, evaluated every second by the instance's collector; firing and "
+        "resolving are recorded (minicloud alerts ENV) and POSTed to the webhook. A rule reads METRIC OP VALUE "
+        "[for DURATION]: METRIC 5xx|4xx (% of requests), p50|p95|p99 (ms|s), rps, cpu (% of one core), memory "
+        "(MB|GB|MiB|GiB), restarts (in the last minute); OP > >= < <=; DURATION s|m|h.",
+        (
+            Field("error_rate", "string", "Share of 5xx (or 4xx) answers over the last 10 s.",
+                  check=check_rule, example='"5xx > 1% for 1m"'),
+            Field("latency", "string", "Request latency at the gateway over the last 10 s (p50, p95, p99).",
+                  check=check_rule, example='"p95 > 500ms for 2m"'),
+            Field("cpu", "string", "CPU of each app container, in % of one core.", check=check_rule,
+                  example='"cpu > 80% for 5m"'),
+            Field("memory", "string", "Memory of each app container.", check=check_rule,
+                  example='"memory > 400MB for 1m"'),
+            Field("restarts", "string", "Restarts of each app container in the last minute (crash loops).",
+                  check=check_rule, example='"restarts > 0"'),
+            Field("webhook", "string", "URL that gets a JSON POST when an alert fires or resolves (retried with "
+                  "backoff when it fails).", check=check_webhook, example='"https://hooks.example.com/minicloud"'),
+        ),
+    ),
+    Table(
         "images",
         "Use official registry images instead of the locally built ones (needs a reachable registry).",
         (
@@ -274,9 +299,9 @@ def _functions(data: dict[str, Any]) -> FunctionsConfig:
 class Manifest:
     path: Path
     name: str
-    runtime: str
-    start: str
-    port: int
+    runtime: str | None  # None (with start and port): a workspace of functions alone, no server
+    start: str | None
+    port: int | None
     health: str = schema_default("app", "health")
     health_timeout: int = schema_default("app", "health_timeout")
     drain_seconds: int = schema_default("app", "drain_seconds")
@@ -286,10 +311,16 @@ class Manifest:
     build: BuildConfig = field(default_factory=BuildConfig)
     images: dict[str, str] = field(default_factory=dict)
     functions: FunctionsConfig = field(default_factory=FunctionsConfig)
+    alerts: dict[str, str] = field(default_factory=dict)  # [alerts]: rule name -> rule text, and the webhook
 
     @property
     def workspace(self) -> Path:
         return self.path.parent
+
+    @property
+    def has_server(self) -> bool:
+        """Whether the workspace has a server-ful app (else only functions)."""
+        return self.start is not None
 
     def env(self, name: str) -> EnvConfig:
         if name not in self.envs:
@@ -519,6 +550,8 @@ def _check_value(fld: Field, value: Any) -> str | None:
         return f"must be at least {fld.minimum}"
     if fld.maximum is not None and value > fld.maximum:
         return f"must be at most {fld.maximum}"
+    if fld.check is not None:
+        return fld.check(value)
     return None
 
 
@@ -593,9 +626,14 @@ def validate(data: dict[str, Any], text: str, file: str) -> list[ManifestError]:
                 report(here, problem)
         if spec is not None and not spec.free_form:
             for fld in spec.fields:
-                if fld.required and fld.name not in table:
+                if fld.required and fld.name not in table and not (
+                        spec.path == "app" and fld.name in SERVER_KEYS and functions_only):
                     report(path, f"missing required key '{fld.name}'")
 
+    # a workspace of functions alone has no server: [app] then needs only its name
+    functions_only = isinstance(data.get("functions"), dict) and any(
+        isinstance(v, dict) for v in data["functions"].values()) and not any(
+        k in (data.get("app") or {}) for k in SERVER_KEYS)
     walk(data, ())
     if "app" not in data:
         problems.append(ManifestError(file, 1, "app", "missing required table [app]"))
@@ -623,6 +661,7 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         build=BuildConfig(**_with_defaults("build", data.get("build", {}))),
         images=dict(data.get("images", {})),
         functions=_functions(data.get("functions", {})),
+        alerts=dict(data.get("alerts", {})),
     )
 
 

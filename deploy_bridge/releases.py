@@ -375,6 +375,28 @@ def _json_str(text: str) -> str:
     return json.dumps(text)
 
 
+def record_release(client: docker.DockerClient, settings: Settings, app: str, env: str, content_hash: str,
+                   extra_labels: dict[str, str]) -> tuple[str, str]:
+    """A release of a workspace with no server (functions alone): an empty image that only carries the
+    release's labels, so that `releases` and `rollback` read it like any other. Returns (release, tag)."""
+    release = new_release_id(content_hash)
+    while True:
+        try:
+            client.images.get(settings.app_image(app, env, release))
+        except ImageNotFound:
+            break
+        time.sleep(1)  # two releases of the same content within one second
+        release = new_release_id(content_hash)
+    labels = {**settings.labels(app=app, env=env, role="app", release=release), **extra_labels}
+    empty = io.BytesIO()
+    with tarfile.open(fileobj=empty, mode="w"):
+        pass
+    repository, tag = settings.app_image(app, env, release).split(":", 1)
+    client.api.import_image_from_data(empty.getvalue(), repository=repository, tag=tag,
+                                      changes=[f"LABEL {k}={json.dumps(v)}" for k, v in labels.items()])
+    return release, f"{repository}:{tag}"
+
+
 def new_release_id(content_hash: str, now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%d-%H%M%S}-{content_hash[:6]}"

@@ -23,9 +23,15 @@ def container_status(c, role: str, health: str | None) -> ContainerStatus:
     return ContainerStatus(role=role, name=c.name, state=c.status, health=health, release=c.labels.get(LABEL_RELEASE))
 
 
-def derive_state(containers: list[ContainerStatus], serving: str | None, stopped: bool, answers: bool) -> str:
+def derive_state(containers: list[ContainerStatus], serving: str | None, stopped: bool, answers: bool,
+                 functions_only: bool | None = None) -> str:
+    """`functions_only`: a workspace without a server, whose functions scheduler answers (True) or not."""
     if stopped:
         return "stopped"
+    if functions_only is not None:
+        services = {r.name for r in SERVICE_ROLES}
+        up = all(c.state == "running" for c in containers if c.role in services)
+        return "running" if functions_only and up else "degraded"
     by_name = {c.name: c for c in containers}
     app = by_name.get(serving or "")
     services = {r.name for r in SERVICE_ROLES}

@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -118,6 +119,9 @@ class Index:
         self._threads: list[threading.Thread] = []
         self._cloud = None
         self._local = None  # the engine-free view, until the cloud itself is loaded
+        self._child = None  # the engine reader (engine_view.py), while it runs
+        self._update = threading.RLock()  # held while the snapshot is computed and swapped
+        self._local_at: float | None = None  # when the workspace's part was last read
 
     # ---- persistence
     @property
@@ -147,7 +151,7 @@ class Index:
 
     # ---- the background work
     def start(self) -> None:
-        for target, name in ((self._loop, "index-refresh"), (self._watch_events, "index-events")):
+        for target, name in ((self._loop, "index-refresh"), (self._engine_child, "index-engine")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -155,9 +159,19 @@ class Index:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(OSError):
+                child.kill()
 
     def refresh_soon(self) -> None:
+        """Read the workspace and ask the engine reader for a view now (after a command, a save)."""
         self._wake.set()
+        child = self._child
+        if child is not None and child.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                child.stdin.write("refresh\n")
+                child.stdin.flush()
 
     def cloud(self):
         if self._cloud is None and self.workspace is not None:
@@ -178,42 +192,28 @@ class Index:
         return self._local
 
     def _loop(self) -> None:
+        """The workspace's part (manifest, variables, packages): on a wake-up, and on a timer."""
+        if self._local_at is not None:  # read at start-up already: not again while the user starts typing
+            self._wake.wait(REFRESH_SECONDS)
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self.refresh()
+                before = self.snapshot
+                snap = self.refresh_local()
+                self._save(snap)
+                if self.on_change is not None and snap != before:
+                    self.on_change(snap)
             except Exception:  # noqa: BLE001 - the index must outlive any refresh failure
                 log.exception("index refresh failed")
             self._wake.wait(REFRESH_SECONDS)
 
-    def _watch_events(self) -> None:
-        """Refresh on Docker events of this instance; when the engine is away, retry with backoff."""
-        delay = 1.0
-        while not self._stop.is_set():
-            cloud = None
-            with contextlib.suppress(Exception):
-                cloud = self.cloud()
-            if cloud is None:
-                self._stop.wait(30)
-                continue
-            try:
-                for event in cloud.events(self._stop):
-                    if event.get("Type") == "container" and event.get("Action") in ("start", "die", "destroy"):
-                        attributes = (event.get("Actor") or {}).get("Attributes", {})
-                        app = attributes.get("minicloud.app")
-                        if app and self.snapshot.app and app != self.snapshot.app:
-                            continue  # another app of the instance: its own index hears it
-                        self.refresh_soon()
-                        if self.on_event is not None:
-                            self.on_event(attributes.get("minicloud.env"))
-                    delay = 1.0
-            except Exception:  # noqa: BLE001 - no engine: wait, then try again
-                pass
-            self._stop.wait(delay)
-            delay = min(delay * 2, 30.0)
-
     def refresh_local(self) -> Snapshot:
         """What needs no engine (manifest, variables, ability packages): cheap, safe at start-up."""
+        with self._update:  # one writer at a time: the engine reader's view is not lost under it
+            return self._refresh_local()
+
+    def _refresh_local(self) -> Snapshot:
+        self._local_at = time.monotonic()
         snap = replace(self.snapshot, env=self.env)
         try:
             view = self.local_view()
@@ -275,25 +275,78 @@ class Index:
         return replace(snap, functions=functions, function_folders=folders)
 
     def _from_engine(self, cloud, snap: Snapshot) -> Snapshot:
+        """In-process read of the engine (the synchronous `refresh`; the server's threads use the child)."""
         from deploy_bridge.errors import MinicloudError
 
+        from .engine_view import read_view
+
         try:
-            status = cloud.status(self.env, stats=False)
+            return self.apply_view(snap, read_view(cloud, self.env))
         except MinicloudError:
             return snap
-        if status.state in ("running", "degraded"):
-            try:
-                tables = cloud.db_schema(self.env)
-            except MinicloudError as err:
-                log.info("schema not read: %s", err)
-            else:
-                read = {t.name: Table(t.name, tuple(tuple(c) for c in t.columns), t.rows) for t in tables}
-                # the same tables: the same dict, so that what was prepared from them stays valid
-                snap = replace(snap, tables=snap.tables if read == snap.tables else read)
-            if snap.functions:
-                with contextlib.suppress(MinicloudError):
-                    live = cloud.fn_list(self.env).get("functions", {})
-                    snap = replace(snap, functions={name: {**fn, "live": {k: v for k, v in live[name].items()
-                                                                           if k != "instances"}}
-                                                    if name in live else fn for name, fn in snap.functions.items()})
+
+    @staticmethod
+    def apply_view(snap: Snapshot, view: dict[str, Any]) -> Snapshot:
+        """A snapshot with what the engine said (engine_view.py): tables when they changed, functions' live state."""
+        if view.get("tables") is not None:
+            read = {n: Table(n, tuple(tuple(c) for c in t["columns"]), t.get("rows")) for n, t in view["tables"].items()}
+            # the same tables: the same dict, so that what was prepared from them stays valid
+            snap = replace(snap, tables=snap.tables if read == snap.tables else read)
+        live = view.get("functions") or {}
+        if snap.functions and live:
+            snap = replace(snap, functions={name: {**fn, "live": live[name]} if name in live else fn
+                                            for name, fn in snap.functions.items()})
         return snap
+
+    # ---- the engine, read by a child process (engine_view.py)
+    def _engine_child(self) -> None:
+        """Run the engine reader and apply what it says; start it again if it ends (backoff)."""
+        import subprocess
+        import sys
+
+        delay = 1.0
+        while not self._stop.is_set() and self.workspace is not None:
+            try:
+                child = subprocess.Popen([sys.executable, "-m", "lsp_server.engine_view", str(self.workspace), self.env],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         text=True, bufsize=1)
+            except OSError as err:
+                log.warning("cannot start the engine reader: %s", err)
+                self._stop.wait(30)
+                continue
+            self._child = child
+            try:
+                for line in child.stdout:  # blocking reads: the interpreter is free meanwhile
+                    if self._stop.is_set():
+                        break
+                    self._on_child_line(line)
+            finally:
+                with contextlib.suppress(OSError):
+                    child.kill()
+                child.wait()
+                self._child = None
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _on_child_line(self, line: str) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        kind = message.get("kind")
+        if kind == "event":
+            self._wake.set()  # the local part too (a release may have come or gone)
+            if self.on_event is not None:
+                self.on_event(message.get("env"))
+        elif kind == "view":
+            with collector_paused(), self._update:
+                before = self.snapshot
+                snap = self.apply_view(before, message)
+                if snap.tables is before.tables and snap.functions == before.functions:
+                    return  # what the server knew already (the usual case): nothing to save or republish
+                self.snapshot = snap
+                self._save(snap)
+            if self.on_change is not None:
+                self.on_change(snap)
+        elif kind == "away":
+            log.info("engine not read: %s", message.get("error"))

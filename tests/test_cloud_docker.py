@@ -376,7 +376,7 @@ def test_everything_carries_labels(cloud_env, docker_engine):
         # rotated json-file logs, whatever the engine's default: a chatty app cannot fill the disk
         log_config = c.attrs["HostConfig"]["LogConfig"]
         assert log_config["Type"] == "json-file" and log_config["Config"].get("max-size") == "20m", c.name
-        if c.labels.get("minicloud.role") in ("gateway", "keeper"):
+        if c.labels.get("minicloud.role") in ("gateway", "keeper", "collector"):
             continue  # one of each per instance, shared by every app
         assert c.labels["minicloud.app"] and c.labels["minicloud.env"]
         assert c.labels["minicloud.role"] in {"app", "db", "sandbox"}

@@ -344,3 +344,36 @@ async def test_the_editor_invokes_a_function_and_shows_its_result_and_logs(fn_cl
     listed = await fn_client.workspace_execute_command_async(types.ExecuteCommandParams(
         "minicloud.fn.list", [{"env": "test"}]))
     assert listed["functions"]["hello"]["invocations"] >= 1
+
+
+def test_a_workspace_of_functions_alone(docker_engine, tmp_path):
+    """[app] with only a name: no server, the functions are the release; deploy, rollback, status, stop."""
+    from deploy_bridge.cloud import Cloud
+
+    ws = tmp_path / "fnonly"
+    (ws / "functions" / "hi").mkdir(parents=True)
+    code = ws / "functions" / "hi" / "index.js"
+    code.write_text("exports.main = async () => ({ v: 1 });\n")
+    (ws / "minicloud.toml").write_text('[app]\nname = "fnonly"\n\n[env.test]\nsandbox = false\n\n'
+                                       '[functions]\npool = 1\n\n[functions.hi]\n')
+    cloud = Cloud(ws)
+    try:
+        first = cloud.build_env("test")
+        assert call(cloud, "hi").json() == {"v": 1}
+        assert not cloud.containers("test", role="app"), "no server runs"
+        code.write_text("exports.main = async () => ({ v: 2 });\n")
+        second = cloud.deploy("test")
+        assert call(cloud, "hi").json() == {"v": 2}
+        assert [r.id for r in cloud.releases("test")][:2] == [second.release, first.release]
+        assert cloud.status("test").release == second.release
+        back = cloud.rollback("test")
+        assert back.release == first.release and call(cloud, "hi").json() == {"v": 1}
+        assert cloud.status("test", stats=False).state == "running"
+        assert minicloud(ws, "status", "test").returncode == 0
+        cloud.stop("test")
+        stopped = call(cloud, "hi")
+        assert stopped.status_code == 503 and cloud.status("test", stats=False).state == "stopped"
+        cloud.start("test")
+        assert call(cloud, "hi").json() == {"v": 1}
+    finally:
+        cloud.destroy_env("test", with_data=True)

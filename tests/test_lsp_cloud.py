@@ -189,3 +189,28 @@ async def test_the_client_hears_when_an_env_changes_instead_of_polling(client, c
     change = client.changes[-1]
     env = change["env"] if isinstance(change, dict) else getattr(change, "env", None)
     assert env == "test"
+
+
+CHILD_PROBE = """
+import sys, threading
+from pathlib import Path
+from lsp_server.index import Index
+seen = threading.Event()
+index = Index(Path(sys.argv[1]), "test", on_change=lambda snap: "products" in snap.tables and seen.set())
+index.start()
+ok = seen.wait(60)
+index.stop()
+print("tables from the engine" if ok else "no tables")
+print("docker loaded" if "docker" in sys.modules else "docker not loaded")
+"""
+
+
+def test_the_index_reads_the_engine_in_a_child_process(cloud_env, tmp_path):
+    """Architecture Invariant (engine_view.py): the server keeps its index without importing the Docker SDK."""
+    import subprocess
+
+    saved = cloud_env.workspace / ".minicloud" / "index-test.json"
+    saved.unlink(missing_ok=True)  # nothing persisted: the tables can only come from the engine reader
+    out = subprocess.run([sys.executable, "-c", CHILD_PROBE, str(cloud_env.workspace)], capture_output=True,
+                         text=True, timeout=120).stdout
+    assert "tables from the engine" in out and "docker not loaded" in out, out

@@ -297,7 +297,8 @@ def test_ability_trust_is_part_of_the_snapshot(workspace):
     from lsp_server.index import Index, Snapshot
 
     assert {f.name for f in dataclasses.fields(Snapshot)} == {"env", "app", "tables", "variables", "granted",
-                                                          "signed_packages", "trust"}
+                                                          "signed_packages", "trust", "functions",
+                                                          "function_folders"}
     snap = Index(workspace, "test").refresh_local()
     trusted, app_id = snap.trust
     assert trusted and app_id

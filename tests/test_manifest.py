@@ -110,6 +110,7 @@ def _parsed_value(m, table: str, key: str):
         # [functions] holds the pool and every function's defaults; a function inherits them
         "functions": lambda: m.functions.pool if key == "pool" else getattr(m.functions.functions["f"], key),
         "functions.*": lambda: getattr(m.functions.functions["f"], key),
+        "alerts": lambda: m.alerts.get(key),
     }
     return readers[table]()
 
@@ -117,7 +118,8 @@ def _parsed_value(m, table: str, key: str):
 def test_every_schema_default_is_what_parse_manifest_returns_when_the_key_is_omitted(tmp_path: Path):
     m = parse_manifest(WITH_FUNCTION, tmp_path / "minicloud.toml")
     optional = [(t.path, f) for t in SCHEMA for f in t.fields if not f.required]
-    assert {path for path, _ in optional} == {"app", "env.*", "build", "images", "functions", "functions.*"}
+    assert {path for path, _ in optional} == {"app", "env.*", "build", "images", "functions", "functions.*",
+                                              "alerts"}
     for path, f in optional:
         # a function's own keys default to [functions]'s (their schema default is None: "inherit")
         expected = TABLES["functions"].field(f.name).default if path == "functions.*" else f.default

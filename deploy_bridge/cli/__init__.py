@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadInput, Cancelled, MinicloudError
 from ..progress import Progress, for_terminal
-from . import capabilities, functions, sandbox
+from . import capabilities, functions, metrics, sandbox
 from .parsing import add_verb, common_options
 
 Handler = Callable[[argparse.Namespace], int]
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     capabilities.register(sub)
     sandbox.register(sub)
     functions.register(sub)
+    metrics.register(sub)
     return parser
 
 

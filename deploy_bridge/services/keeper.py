@@ -59,7 +59,8 @@ class Keeper:
         for c in containers:
             labels = c.get("Labels") or {}
             names = [n.lstrip("/") for n in c.get("Names") or []]
-            if labels.get("minicloud.role") == "app" and serving.intersection(names):
+            # the app a route names, or the functions scheduler of an env without a server
+            if labels.get("minicloud.role") in ("app", "functions") and serving.intersection(names):
                 out.add(c["Id"])
                 live_envs.add((labels.get("minicloud.app"), labels.get("minicloud.env")))
         for c in containers:

@@ -1,0 +1,114 @@
+"""What the engine says of one env, read in a child process of the language server.
+
+    python -m lsp_server.engine_view WORKSPACE ENV
+
+Reading the engine means importing the Docker SDK (~0.3 s of CPU), asking for the env's containers and
+its database's schema (thousands of rows for a real database) and watching the engine's events: all of
+it would hold the server's interpreter while the user types. So it runs here, at idle CPU priority, and
+the server reads one JSON line per change:
+
+    {"kind": "view", "state": ..., "tables": {...} | null, "functions": {...}}   (tables null: unchanged)
+    {"kind": "event", "env": ...}                                                a container started, died, went
+    {"kind": "away", "error": ...}                                              no engine (retried)
+
+A line "refresh" on stdin asks for a view now (after a command). Architecture Invariant: the server
+process never imports the Docker SDK to keep its index (only its commands do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+REFRESH_SECONDS = 15.0
+
+
+def read_view(cloud, env: str) -> dict[str, Any]:
+    """The env's state, tables (with columns and rows) and live functions, from the engine."""
+    from deploy_bridge.errors import MinicloudError
+
+    status = cloud.status(env, stats=False)
+    view: dict[str, Any] = {"state": status.state, "tables": None, "functions": status.functions}
+    if status.state in ("running", "degraded"):
+        try:
+            view["tables"] = {t.name: {"columns": [list(c) for c in t.columns], "rows": t.rows}
+                              for t in cloud.db_schema(env)}
+        except MinicloudError as err:
+            view["error"] = str(err)
+    return view
+
+
+class Reader:
+    def __init__(self, workspace: Path, env: str) -> None:
+        self.workspace, self.env = workspace, env
+        self.wake = threading.Event()
+        self.lock = threading.Lock()
+        self.tables_digest: str | None = None
+
+    def emit(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+
+    def commands(self) -> None:
+        for line in sys.stdin:
+            if line.strip() == "refresh":
+                self.wake.set()
+        os._exit(0)  # the server went away
+
+    def events(self, cloud) -> None:
+        stop = threading.Event()
+        for event in cloud.events(stop):
+            if event.get("Type") != "container" or event.get("Action") not in ("start", "die", "destroy"):
+                continue
+            attributes = (event.get("Actor") or {}).get("Attributes", {})
+            if attributes.get("minicloud.app") not in (None, cloud.app):
+                continue  # another app of the instance: its own index hears it
+            self.emit({"kind": "event", "env": attributes.get("minicloud.env")})
+            self.wake.set()
+
+    def run(self) -> None:
+        from deploy_bridge.cloud import Cloud
+
+        threading.Thread(target=self.commands, daemon=True).start()
+        cloud = Cloud(self.workspace)
+        watcher: threading.Thread | None = None
+        delay = 1.0
+        while True:
+            self.wake.clear()
+            try:
+                if watcher is None or not watcher.is_alive():
+                    watcher = threading.Thread(target=self.events, args=(cloud,), daemon=True)
+                    watcher.start()
+                view = read_view(cloud, self.env)
+                tables = view["tables"]
+                digest = hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest() if tables else None
+                if tables is not None and digest == self.tables_digest:
+                    view["tables"] = None  # unchanged: the server keeps what it has
+                elif tables is not None:
+                    self.tables_digest = digest
+                self.emit({"kind": "view", **view})
+                delay = 1.0
+                self.wake.wait(REFRESH_SECONDS)
+            except Exception as err:  # noqa: BLE001 - no engine (or a broken manifest): say so, retry
+                self.emit({"kind": "away", "error": f"{type(err).__name__}: {err}"})
+                self.wake.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # CPU nobody else wants
+    Reader(Path(args[0]), args[1]).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
