@@ -108,13 +108,14 @@ def test_deploy_switches_with_no_failed_request(cloud_env, ca):
 def test_rollback_without_rebuild_and_no_failed_request(cloud_env, ca, two_releases, docker_engine):
     older, current = two_releases
     name = add_product(cloud_env, ca)
-    images_before = {i.id for i in docker_engine.images.list(filters={"label": "minicloud.app=shop"})}
+    mine = {"label": ["minicloud.app=shop", "minicloud.env=test", f"minicloud.instance={os.environ['MINICLOUD_INSTANCE']}"]}
+    images_before = {i.id for i in docker_engine.images.list(filters=mine)}
     with RequestLoop(cloud_env.url + "/products", ca) as loop:
         loop.wait_for(5)
         result = cloud_env.cloud.rollback("test")
     assert loop.failures == []
     assert result.release == older and result.previous == current
-    images_after = {i.id for i in docker_engine.images.list(filters={"label": "minicloud.app=shop"})}
+    images_after = {i.id for i in docker_engine.images.list(filters=mine)}
     assert images_after == images_before, "rollback must not build anything"
     assert request(cloud_env.url + "/", ca)[1]["release"] == older
     assert name in product_names(cloud_env, ca)
