@@ -435,9 +435,14 @@ class Cloud(Workspace):
         if edge_container is not None:
             out.append(container_status(edge_container, "gateway", None))
         if stats:
-            fill_stats([c for c in containers if c.status == "running"] +
-                       ([edge_container] if edge_container is not None and edge_container.status == "running"
-                        else []), out)
+            # from the collector's background samples when they are fresh; the engine only for the others
+            running = [c for c in containers if c.status == "running"] + (
+                [edge_container] if edge_container is not None and edge_container.status == "running" else [])
+            sampled = metrics.recent_samples(self.settings)
+            for row in out:
+                if row.name in sampled:
+                    row.cpu_percent, row.mem_bytes = round(sampled[row.name][0], 2), sampled[row.name][1]
+            fill_stats([c for c in running if c.name not in sampled], out)
         sort_containers(out)
         serving = route.serving if route else None
         # what a client gets: the health path through the gateway itself

@@ -184,3 +184,26 @@ def test_a_failing_webhook_is_retried_with_backoff_and_blocks_nothing(tmp_path):
     rows = dict(c.db.execute("SELECT name, delivered || '/' || attempts FROM alerts"))
     assert rows["latency"] == "1/3" and rows["cpu"] == "1/1"
     hooks.server.shutdown()
+
+
+def test_status_reads_fresh_container_samples_from_the_collector(tmp_path):
+    """`status` takes CPU and memory from the collector's recent samples (the engine takes ~1 s a container)."""
+    import sqlite3
+
+    from deploy_bridge import metrics
+    from deploy_bridge.config import Settings
+    from deploy_bridge.services.collector import SCHEMA
+
+    settings = Settings(home=tmp_path, instance="t", gateway_port=1)
+    metrics.folder(settings).mkdir(parents=True)
+    db = sqlite3.connect(metrics.db_path(settings))
+    db.executescript(SCHEMA)
+    now = time.time()
+    db.executemany("INSERT INTO container_now VALUES (?,?,?,?,?,?,?,?,?,?)", [
+        ("fresh", now - 2, "shop", "test", "app", "r1", 12.5, 50 * 2**20, 0, "running"),
+        ("stale", now - 60, "shop", "test", "db", None, 3.0, 80 * 2**20, 0, "running"),
+        ("stopped", now - 1, "shop", "test", "sandbox", None, None, None, 0, "exited")])
+    db.commit()
+    db.close()
+    assert metrics.recent_samples(settings) == {"fresh": (12.5, 50 * 2**20)}
+    assert metrics.recent_samples(Settings(home=tmp_path / "none", instance="t", gateway_port=1)) == {}
