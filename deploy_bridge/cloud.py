@@ -250,7 +250,7 @@ class Cloud(Workspace):
         self._edge().ensure(progress)
         rollout = Rollout(self._target(env, release), release, image, progress, fresh_image=fresh)
         rollout.run()
-        seconds = time.monotonic() - started
+        seconds = (rollout.switched_at or time.monotonic()) - started  # until live (the drain comes after)
         progress.report(f"{release} is live at {self.url(env)}", 100)
         return DeployResult(env, self.app, release, rollout.previous, self.url(env), round(seconds, 3))
 

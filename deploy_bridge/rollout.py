@@ -62,6 +62,7 @@ class Rollout:
         self.target, self.release, self.image, self.progress = target, release, image, progress
         self.fresh_image = fresh_image  # built by this deploy: removed again if it never serves
         self.previous: str | None = None
+        self.switched_at: float | None = None  # when the gateway began sending requests to the new release
 
     def run(self) -> None:
         self.previous = self.current_release()
@@ -70,6 +71,7 @@ class Rollout:
         try:
             self.wait_until_healthy(container)
             self.switch(container)
+            self.switched_at = time.monotonic()
         except BaseException as err:
             self.discard(container)
             if isinstance(err, KeyboardInterrupt):
