@@ -275,7 +275,8 @@ class Cloud(Workspace):
             if recorded:  # the functions as they were deployed with that release
                 versions = {n: v for n, v in json.loads(recorded).items() if n in self.manifest.functions.functions}
                 self._functions_live(env, versions, progress)
-            result.seconds = round(time.monotonic() - started, 3)
+            if not self.manifest.has_server:  # live once the scheduler runs the versions
+                result.seconds = round(time.monotonic() - started, 3)
             return result
 
     def _rollback_target(self, env: str, current: str | None, to: str | None) -> Release:
