@@ -119,3 +119,38 @@ class LongRequests:
     def __exit__(self, *exc) -> None:
         for t in self._threads:
             t.join(timeout=self.timeout + 10)
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1 (for alerts): every JSON POST, with the time it came."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.posts: list[tuple[float, dict]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.posts.append((time.time(), json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, state: str, after: float, timeout: float = 60, alert: str | None = None) -> tuple[float, dict]:
+        """The first POST (of `alert`, if named) in `state` that came at or after `after`: (when, body)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for at, post in list(self.posts):
+                if post["state"] == state and at >= after and alert in (None, post.get("alert")):
+                    return at, post
+            time.sleep(0.02)
+        raise AssertionError(f"no {state} webhook{f' for {alert}' if alert else ''} within {timeout}s; "
+                             f"got {[p for _, p in self.posts]}")

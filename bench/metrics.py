@@ -4,7 +4,6 @@ alert fires once its window is met (an app made to answer 5xx, the webhook on a 
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
 import statistics
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from .load import RequestLoop, trusting
+from .load import RequestLoop, WebhookReceiver, trusting
 
 GOALS = {"metrics_overhead_ratio": (1.1, "<"), "alert_delay_s": (5.0, "<")}
 FOR_SECONDS = 10
@@ -42,35 +41,6 @@ http.createServer((req, res) => {
   res.end(status === 200 ? 'ok' : 'failed');
 }).listen(Number(process.env.PORT || 3000));
 """
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.posts: list[tuple[float, dict]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.posts.append((time.time(), json.loads(body)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, state: str, after: float, timeout: float = 60) -> float:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for at, post in list(self.posts):
-                if post["state"] == state and at >= after:
-                    return at
-            time.sleep(0.02)
-        raise RuntimeError(f"no {state} webhook within {timeout}s")
 
 
 def throughput(url: str, ca: str, seconds: float, clients: int = 8) -> float:
@@ -117,7 +87,7 @@ def measure_overhead(cloud, collector, listen: str, windows: int, seconds: float
                metrics_overhead_ratio=statistics.median(off) / statistics.median(on))
 
 
-def measure_alert_delay(cloud, receiver: Receiver, runs: int, out: dict[str, Any]) -> None:
+def measure_alert_delay(cloud, receiver: WebhookReceiver, runs: int, out: dict[str, Any]) -> None:
     """From the first 5xx answer: the rule `5xx > 1% for 10s` is met FOR_SECONDS later; the delay is
     from then to the firing webhook's arrival."""
     ca, base = cloud.ca_path(), cloud.url("test")
@@ -138,7 +108,7 @@ def measure_alert_delay(cloud, receiver: Receiver, runs: int, out: dict[str, Any
             started = time.time()
             thread.start()
             try:
-                fired = receiver.wait("firing", started, FOR_SECONDS + 30)
+                fired = receiver.wait("firing", started, FOR_SECONDS + 30)[0]
             finally:
                 stop.set()
                 thread.join()
@@ -152,7 +122,7 @@ def measure_metrics(root: Path, quick: bool, out: dict[str, Any], log) -> None:
     from deploy_bridge import metrics as host_metrics
     from deploy_bridge.cloud import Cloud
 
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     ws = root / "metricsbench"
     if ws.exists():
         shutil.rmtree(ws)

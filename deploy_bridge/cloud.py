@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import docker
 from docker.errors import APIError, NotFound
 
-from . import engine, hosts, images, keeper, logs, metrics, variables
+from . import canary, engine, hosts, images, keeper, logs, metrics, variables
 from .config import (
     LABEL_APP,
     LABEL_ENV,
@@ -205,13 +205,72 @@ class Cloud(Workspace):
         return [] if self._client().networks.list(filters={"label": wanted}) else self._hosts(env)
 
     # ----------------------------------------------------------------- releases
-    def deploy(self, env: str, progress: Progress | None = None) -> DeployResult:
+    def deploy(self, env: str, progress: Progress | None = None, canary: int | None = None,
+               judge_seconds: float | None = None) -> DeployResult:
+        """Build and switch to a new release; with `canary`, send that percent of the users to it instead
+        (and with `judge_seconds`, promote or abort it by its metrics after that long)."""
         self._check_env(env)
         progress = progress or NullProgress()
         started = time.monotonic()
         self._network(env)  # fails clearly when the env is not built
+        if canary is not None:
+            return self._deploy_canary(env, canary, judge_seconds, progress, started)
         with self.lock(env).hold("deploy"):
             return self._deploy_locked(env, progress, started)
+
+    # ----------------------------------------------------------------- grey releases
+    def _deploy_canary(self, env: str, percent: int, judge_seconds: float | None, progress: Progress,
+                       started: float) -> DeployResult:
+        if not self.manifest.has_server:
+            raise BadInput("--canary splits the users of a server: this workspace has functions only")
+        with self.lock(env).hold("canary deploy"):
+            target = self._target(env, None)
+            previous = self._current_release(env)
+            release, tag = ReleaseBuilder(self._client(), self.settings, self.manifest, env).build(progress)
+            self._edge().ensure(progress)
+            canary.start(self._target(env, release), release, tag, percent, progress)
+            since = time.time()
+        result = DeployResult(env, self.app, release, previous, self.url(env), round(time.monotonic() - started, 3))
+        result.canary = {"percent": percent, "state": "running"}
+        if judge_seconds is None:
+            progress.report(f"{release} takes {percent}% of the users (minicloud promote {env} or "
+                            f"minicloud rollback {env})", 100)
+            return result
+        verdict = canary.wait_and_judge(target, since, judge_seconds, progress)
+        with self.lock(env).hold("canary judge"):
+            if verdict.promote:
+                canary.promote(self._target(env, None), progress)
+            else:
+                canary.abort(self._target(env, None), progress)
+        result.canary = {"percent": percent, "state": "promoted" if verdict.promote else "aborted",
+                         "reason": verdict.reason, "canary": verdict.canary, "baseline": verdict.baseline}
+        progress.report(f"canary {release} {result.canary['state']}: {verdict.reason}", 100)
+        return result
+
+    def canary_status(self, env: str) -> dict:
+        """The serving release and the canary side by side: requests, error rate, p95 since it started."""
+        self._check_env(env)
+        self._network(env)
+        target = self._target(env, None)
+        name = target.canary()
+        if name is None:
+            raise MinicloudError(f"no canary runs in {self.app}/{env}", hint=f"minicloud deploy {env} --canary 10")
+        started = self._client().containers.get(name).attrs["State"]["StartedAt"]
+        import datetime as dt
+
+        since = dt.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
+        return {**canary.side_by_side(target, since), "since": since}
+
+    def promote(self, env: str, progress: Progress | None = None) -> DeployResult:
+        """Move every user to the canary, the zero-failure way."""
+        self._check_env(env)
+        progress = progress or NullProgress()
+        started = time.monotonic()
+        self._network(env)
+        with self.lock(env).hold("promote"):
+            previous = self._current_release(env)
+            release = canary.promote(self._target(env, None), progress)
+        return DeployResult(env, self.app, release, previous, self.url(env), round(time.monotonic() - started, 3))
 
     def _deploy_locked(self, env: str, progress: Progress, started: float) -> DeployResult:
         """The app and the functions as one release: the release image records the functions' versions."""
@@ -265,6 +324,11 @@ class Cloud(Workspace):
         self._network(env)
         with self.lock(env).hold("rollback"):
             current = self._current_release(env)
+            if to is None and self._target(env, None).canary() is not None:  # a canary runs: remove it
+                removed = canary.abort(self._target(env, None), progress)
+                progress.report(f"canary {removed} removed; {current} serves every user", 100)
+                return DeployResult(env, self.app, current or "", removed, self.url(env),
+                                    round(time.monotonic() - started, 3))
             target = self._rollback_target(env, current, to)
             progress.report(f"rolling back to {target.id} (no rebuild)")
             if self.manifest.has_server:

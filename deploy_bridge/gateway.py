@@ -47,16 +47,27 @@ class Route:
     port: int | None = None
     message: str = ""  # the 503 text while stopped
     stopped: bool = False
+    canary: str | None = None  # a second container (same port) that `canary_percent` of the users reach
+    canary_percent: int = 0
 
     @property
     def serving(self) -> str | None:
         """The container that gets requests now (None while stopped)."""
         return None if self.stopped else self.upstream
 
+    @property
+    def applied(self) -> str:
+        """What the gateway's shared dictionary holds for this route (see minicloud.lua)."""
+        if not self.serving:
+            return "!" + " ".join(self.message.split())
+        target = f"{self.upstream}:{self.port}"
+        return f"{target}|{self.canary}:{self.port}|{self.canary_percent}" if self.canary else target
+
     def line(self) -> str:
         message = " ".join(self.message.split())  # one line, no tabs
         target = ("!" + self.upstream if self.upstream else "-") if self.stopped else (self.upstream or "-")
-        return f"{self.host}\t{target}\t{self.port or ''}\t{message}\n"
+        canary = f"\t{self.canary}\t{self.canary_percent}" if self.canary else ""
+        return f"{self.host}\t{target}\t{self.port or ''}\t{message}{canary}\n"
 
     @classmethod
     def parse(cls, line: str) -> Route | None:
@@ -67,7 +78,9 @@ class Route:
         stopped = target == "-" or target.startswith("!")
         upstream = target.lstrip("!") if target != "-" else None
         port = int(parts[2]) if parts[2].isdigit() else None
-        return cls(parts[0], upstream or None, port, parts[3] if len(parts) > 3 else "", stopped)
+        canary = parts[4] if len(parts) > 5 and parts[4] else None
+        percent = int(parts[5]) if canary and parts[5].isdigit() else 0
+        return cls(parts[0], upstream or None, port, parts[3] if len(parts) > 3 else "", stopped, canary, percent)
 
 
 class Edge:
@@ -285,6 +298,14 @@ class Edge:
         """
         self._put(Route(host, upstream, port if upstream else None))
 
+    def set_canary(self, host: str, canary: str | None, percent: int = 0) -> None:
+        """Send `percent` of the users of `host` to container `canary` (same port; sticky by a cookie the
+        gateway sets), the others to the route's container; None: everyone to the route's container."""
+        current = self.route(host)
+        if current is None or not current.serving:
+            raise MinicloudError(f"{host} has no serving release to split traffic with")
+        self._put(Route(host, current.upstream, current.port, "", False, canary, percent if canary else 0))
+
     def stop_route(self, host: str, message: str) -> None:
         """Answer 503 with `message` for `host`, remembering which container served it."""
         current = self.route(host)
@@ -310,7 +331,7 @@ class Edge:
         if code != 0:
             raise MinicloudError("the gateway did not take its new routes", details=out.decode(errors="replace"))
         if expect is not None:
-            wanted = f"{expect.upstream}:{expect.port}" if expect.serving else "!" + " ".join(expect.message.split())
+            wanted = expect.applied
             applied = dict(line.split(" ", 1) for line in out.decode(errors="replace").splitlines() if " " in line)
             if applied.get(expect.host) != wanted:
                 raise MinicloudError(f"the gateway routes {expect.host} to {applied.get(expect.host)!r}, "

@@ -118,8 +118,11 @@ def ensure(client: docker.DockerClient, settings: Settings, manifest: Manifest, 
         command=["python3", "-m", "deploy_bridge.services.collector", "--instance", settings.instance,
                  "--data", "/metrics", "--access", "/access", "--listen", listen, "--edge", settings.edge_container],
         volumes={sock: {"bind": "/var/run/docker.sock", "mode": "rw"},
-                 str(data): {"bind": "/metrics", "mode": "rw"}, str(access): {"bind": "/access", "mode": "rw"}},
-        restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG)
+                 str(data): {"bind": "/metrics", "mode": "rw"}, str(access): {"bind": "/access", "mode": "rw"},
+                 # the kernel's counters of every container (read-only): samples cost the engine nothing
+                 "/sys/fs/cgroup": {"bind": "/host/cgroup", "mode": "ro"}},
+        # its work never competes with the apps' under load: it catches up when the cores are free
+        cpu_shares=2, restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG)
     _route(edge, listen)
 
 

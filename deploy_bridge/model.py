@@ -49,6 +49,7 @@ class DeployResult:
     previous: str | None
     url: str
     seconds: float
+    canary: dict[str, Any] | None = None  # a grey release: its percent, state (running, promoted, aborted), why
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

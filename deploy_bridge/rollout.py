@@ -55,6 +55,11 @@ class AppTarget:
         """The container the route names (serving now, or before a stop)."""
         return self.edge.upstream_of(self.host)
 
+    def canary(self) -> str | None:
+        """The canary container the route sends some users to, if a canary runs."""
+        route = self.edge.route(self.host)
+        return route.canary if route else None
+
 
 class Rollout:
     def __init__(self, target: AppTarget, release: str, image: str, progress: Progress,
@@ -156,9 +161,10 @@ def clean_leftovers(target: AppTarget, progress: Progress) -> None:
     """What an interrupted verb left: app containers the route does not name (drained, then removed),
     and a serving container without its restart policy."""
     serving = target.serving()
+    canary = target.canary()
     leftovers = []
     for c in target.app_containers():
-        if c.name == serving:
+        if c.name in (serving, canary):
             if (c.attrs.get("HostConfig", {}).get("RestartPolicy") or {}).get("Name") != RESTART_POLICY["Name"]:
                 c.update(restart_policy=RESTART_POLICY)
         else:

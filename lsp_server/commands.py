@@ -142,7 +142,10 @@ def register(server: MinicloudServer) -> None:
         return handler
 
     verb("minicloud.env.build", "Building", lambda c, a, p: c.build_env(a["env"], p))
-    verb("minicloud.deploy", "Deploying", lambda c, a, p: c.deploy(a["env"], p))
+    verb("minicloud.deploy", "Deploying",
+         lambda c, a, p: c.deploy(a["env"], p, canary=a.get("canary"), judge_seconds=a.get("judge")))
+    verb("minicloud.promote", "Promoting the canary", lambda c, a, p: c.promote(a["env"], p))
+    verb("minicloud.canary", "Canary", lambda c, a, p: c.canary_status(a["env"]), long=False, changes=False)
     verb("minicloud.rollback", "Rolling back", lambda c, a, p: c.rollback(a["env"], to=a.get("to"), progress=p))
     verb("minicloud.restart", "Restarting", lambda c, a, p: c.restart(a["env"], p))
     verb("minicloud.stop", "Stopping", lambda c, a, p: c.stop(a["env"], p))

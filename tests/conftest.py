@@ -121,3 +121,28 @@ def cloud_env(docker_engine, tmp_path_factory) -> Iterator[CloudEnv]:
     yield CloudEnv(workspace, "test", cloud)
     with contextlib.suppress(Exception):
         cloud.destroy_env("test", with_data=True)
+
+
+@pytest.fixture
+async def client(request):
+    """The language server (a real process over stdio) on the module's `workspace` fixture, from a
+    client that applies the edits the server asks for (recorded in `client.edits`). Modules that need
+    another client define their own `client`."""
+    from lsprotocol import types
+    from pytest_lsp import make_test_lsp_client
+
+    from .lsp_helpers import SERVER, start
+
+    lsp_client = make_test_lsp_client()
+    lsp_client.edits = []
+
+    @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
+    def apply_edit(params: types.ApplyWorkspaceEditParams):
+        lsp_client.edits.append(params)
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    await lsp_client.start_io(*SERVER.server_command)
+    await start(lsp_client, request.getfixturevalue("workspace"))
+    yield lsp_client
+    await lsp_client.shutdown_session()
+    await lsp_client.stop()

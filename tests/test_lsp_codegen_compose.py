@@ -6,32 +6,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
-from pytest_lsp import LanguageClient
 
 from codegen.compose import SETUP_MARKER, Edit, apply_edits
 
-from .lsp_helpers import SERVER, make_workspace, open_doc, start
+from .lsp_helpers import make_workspace, open_doc
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("lsp-compose"))
-
-
-@pytest_lsp.fixture(config=SERVER)
-async def client(lsp_client: LanguageClient, request):
-    lsp_client.edits = []
-
-    @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
-    def apply_edit(params: types.ApplyWorkspaceEditParams):
-        lsp_client.edits.append(params)
-        return types.ApplyWorkspaceEditResult(applied=True)
-
-    await start(lsp_client, request.getfixturevalue("workspace"))
-    yield
-    await lsp_client.shutdown_session()
 
 
 async def test_two_generate_actions_compose_in_one_file(client, workspace, tmp_path):

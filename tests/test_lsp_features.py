@@ -22,18 +22,7 @@ def workspace(tmp_path_factory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("lsp"))
 
 
-@pytest_lsp.fixture(config=SERVER)
-async def client(lsp_client: LanguageClient, request):
-    lsp_client.edits = []
-
-    @lsp_client.feature(types.WORKSPACE_APPLY_EDIT)
-    def apply_edit(params: types.ApplyWorkspaceEditParams):
-        lsp_client.edits.append(params)
-        return types.ApplyWorkspaceEditResult(applied=True)
-
-    await start(lsp_client, request.getfixturevalue("workspace"))
-    yield
-    await lsp_client.shutdown_session()
+# `client`: the server on this module's `workspace`, with edits applied (tests/conftest.py)
 
 
 def labels(items) -> list[str]:

@@ -4,7 +4,6 @@ a local webhook receiver, the Prometheus endpoint, and `minicloud top` in a pseu
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import pty
@@ -12,7 +11,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.load import RequestLoop, request, trusting
+from bench.load import RequestLoop, WebhookReceiver, request, trusting
 
 pytestmark = pytest.mark.docker
 
@@ -70,37 +68,6 @@ webhook = "http://127.0.0.1:{port}/hook"
 """
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1: every JSON POST, with the time it came."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[float, dict]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.posts.append((time.time(), json.loads(body)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, alert: str, state: str, after: float, timeout: float) -> tuple[float, dict]:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            for at, post in list(self.posts):
-                if post["alert"] == alert and post["state"] == state and at >= after:
-                    return at, post
-            time.sleep(0.1)
-        raise AssertionError(f"no {state} webhook for {alert} in {timeout}s; got {[p for _, p in self.posts]}")
-
-
 def write_app(workspace: Path, port: int, version: str = "1") -> None:
     workspace.mkdir(parents=True, exist_ok=True)
     (workspace / "server.js").write_text(SERVER.replace("VERSION", version))
@@ -111,7 +78,7 @@ def write_app(workspace: Path, port: int, version: str = "1") -> None:
 def metrics_env(docker_engine, tmp_path_factory):
     from deploy_bridge.cloud import Cloud
 
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     workspace = tmp_path_factory.mktemp("metrics") / "mtest"
     write_app(workspace, receiver.port)
     cloud = Cloud(workspace)
@@ -203,39 +170,39 @@ def test_5xx_alert_fires_and_resolves(metrics_env):
     cloud, receiver = metrics_env
     start = time.time()
     with RequestLoop(cloud.url("test") + "/fail", cloud.ca_path(), clients=2, interval=0.05):
-        fired, post = receiver.wait("error_rate", "firing", start, 30)
+        fired, post = receiver.wait("firing", start, 30, alert="error_rate")
     assert post["app"] == "mtest" and post["env"] == "test" and post["value"] > 5
     assert fired - start >= 3  # held for 3 s first
-    receiver.wait("error_rate", "resolved", fired, 30)
+    receiver.wait("resolved", fired, 30, alert="error_rate")
 
 
 def test_latency_alert_fires_and_resolves(metrics_env):
     cloud, receiver = metrics_env
     start = time.time()
     with RequestLoop(cloud.url("test") + "/slow?ms=500", cloud.ca_path(), clients=4):
-        fired, post = receiver.wait("latency", "firing", start, 30)
+        fired, post = receiver.wait("firing", start, 30, alert="latency")
     assert post["value"] > 300
-    receiver.wait("latency", "resolved", fired, 30)
+    receiver.wait("resolved", fired, 30, alert="latency")
 
 
 def test_cpu_alert_fires_and_resolves(metrics_env):
     cloud, receiver = metrics_env
     start = time.time()
     assert get(cloud, "/burn?ms=15000") == [200]
-    fired, post = receiver.wait("cpu", "firing", start, 30)
+    fired, post = receiver.wait("firing", start, 30, alert="cpu")
     assert post["value"] > 50 and post["subject"].startswith(f"mc-{os.environ['MINICLOUD_INSTANCE']}-mtest-test-app")
-    receiver.wait("cpu", "resolved", fired, 40)
+    receiver.wait("resolved", fired, 40, alert="cpu")
 
 
 def test_restarts_alert_fires_on_a_crash_loop_and_resolves(metrics_env):
     cloud, receiver = metrics_env
     start = time.time()
     assert get(cloud, "/crashloop?times=2") == [200]
-    fired, post = receiver.wait("restarts", "firing", start, 30)
+    fired, post = receiver.wait("firing", start, 30, alert="restarts")
     assert post["value"] >= 1
     # it comes back (Docker's restart policy), and a minute without a restart resolves the alert
     wait_for(lambda: cloud.status("test", stats=False).state == "running", 60, "the app to serve again")
-    receiver.wait("restarts", "resolved", fired, 100)
+    receiver.wait("resolved", fired, 100, alert="restarts")
     out = subprocess.run([sys.executable, "-m", "deploy_bridge.cli", "-w", str(cloud.workspace), "alerts", "test",
                           "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

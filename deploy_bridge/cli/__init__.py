@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadInput, Cancelled, MinicloudError
 from ..progress import Progress, for_terminal
-from . import capabilities, functions, metrics, sandbox
+from . import capabilities, functions, metrics, parsing, sandbox
 from .parsing import add_verb, common_options
 
 Handler = Callable[[argparse.Namespace], int]
@@ -46,10 +46,16 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _deployed(args: argparse.Namespace, result) -> int:
     line = f"{result.app}/{result.env} release {result.release} is live at {result.url} ({result.seconds:.1f}s)"
+    grey = result.canary or {}
+    if grey.get("state") == "running":
+        line = (f"{result.app}/{result.env} release {result.release} takes {grey['percent']}% of the users at "
+                f"{result.url}\n  minicloud canary {result.env} | promote {result.env} | rollback {result.env}")
+    elif grey:
+        line = f"{result.app}/{result.env} canary {result.release} {grey['state']}: {grey.get('reason', '')}"
     if result.previous:
         line += f"\n  previous release: {result.previous}"
     _emit(args, result.to_json(), line)
-    return 0
+    return 1 if grey.get("state") == "aborted" else 0
 
 
 # ----------------------------------------------------------------------------- handlers
@@ -66,8 +72,40 @@ def cmd_env_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """5m, 90s, 1h -> seconds (the canary's judging window)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        value = -1
+    if not 10 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected a duration from 10s to 24h like 5m or 90s, got {text!r}")
+    return value
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
-    return _deployed(args, _cloud(args).deploy(args.env, _progress(args)))
+    judge = args.judge if args.judge is not None else (300.0 if args.auto else None)
+    if judge is not None and args.canary is None:
+        raise BadInput("--auto and --judge judge a canary: add --canary PERCENT")
+    return _deployed(args, _cloud(args).deploy(args.env, _progress(args), canary=args.canary, judge_seconds=judge))
+
+
+def cmd_canary(args: argparse.Namespace) -> int:
+    view = _cloud(args).canary_status(args.env)
+
+    def row(what: str, r: dict) -> str:
+        rate = f"{r['error_rate']:.2f}%" if r["error_rate"] is not None else "-"
+        p95 = f"{r['p95_ms']} ms" if r["p95_ms"] is not None else "-"
+        return f"{what:9} {r['release'] or '-':28} requests {r['requests']:7}  errors {rate:>7}  p95 {p95}"
+
+    _emit(args, view, "\n".join([f"{view['app']}/{view['env']}: {view['percent']}% of the users on the canary",
+                                   row("baseline", view["baseline"]), row("canary", view["canary"])]))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    return _deployed(args, _cloud(args).promote(args.env, _progress(args)))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -177,11 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, func: Handler, help: str, env: bool = True, parent=sub) -> argparse.ArgumentParser:
-        p = add_verb(parent, name, help)
-        if env:
-            p.add_argument("env", metavar="ENV", help="environment name from minicloud.toml (e.g. test, prod)")
-        p.set_defaults(func=func)
-        return p
+        return parsing.verb(parent, name, func, help, env)
 
     env = add_verb(sub, "env", "build or destroy an environment")
     env_sub = env.add_subparsers(dest="env_verb", required=True, metavar="VERB")
@@ -191,9 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("--with-data", action="store_true",
                          help="also remove the database volume and its credentials")
 
-    verb("deploy", cmd_deploy, "build the workspace into a new release and switch to it with no failed request")
+    dp = verb("deploy", cmd_deploy, "build the workspace into a new release and switch to it with no failed request")
+    dp.add_argument("--canary", type=int, metavar="PERCENT",
+                    help="a grey release: send PERCENT of the users to it (sticky), the others stay")
+    dp.add_argument("--auto", action="store_true", help="judge the canary over 5 minutes: promote or abort it")
+    dp.add_argument("--judge", type=_duration, metavar="DURATION", help="judge the canary over DURATION (e.g. 2m)")
+    verb("canary", cmd_canary, "the serving release and the canary side by side: requests, error rate, p95")
+    verb("promote", cmd_promote, "move every user to the canary (the old release drains and stops)")
     verb("releases", cmd_releases, "list the releases of an environment, newest first")
-    rb = verb("rollback", cmd_rollback, "switch back to an earlier release (no rebuild)")
+    rb = verb("rollback", cmd_rollback, "switch back to an earlier release (no rebuild); with a canary running, remove it")
     rb.add_argument("--to", metavar="RELEASE", help="release id or a unique prefix (default: the previous)")
     verb("restart", _lifecycle("restart"), "a fresh container of the running release, with no failed request")
     verb("stop", _lifecycle("stop"), "stop the environment's containers (its URL answers 503)")

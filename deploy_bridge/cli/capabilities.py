@@ -20,7 +20,7 @@ from codegen.generate import LANGUAGES, CodegenError, generate
 
 from ..errors import MinicloudError
 from ..manifest import find_workspace
-from .parsing import add_verb
+from .parsing import add_verb, verb
 
 
 def _workspace(args: argparse.Namespace) -> Path:
@@ -105,13 +105,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("packages", nargs="+", metavar="PACKAGE", help="product code (e.g. FACE_TO_FACE_PAYMENT) or name")
     g.add_argument("--days", type=int, default=365, help="validity (default 365)")
     g.set_defaults(func=cmd_grant)
-    v = add_verb(verbs, "verify", "check package files; non-zero exit on any bad one")
+    v = verb(verbs, "verify", cmd_verify, "check package files; non-zero exit on any bad one", env=False)
     v.add_argument("files", nargs="*", metavar="FILE", help="default: abilities/*.json")
     v.add_argument("--env", default="test")
-    v.set_defaults(func=cmd_verify)
-    ls = add_verb(verbs, "list", "the catalog's packages, which are signed, what they grant")
-    ls.add_argument("--env", default="test")
-    ls.set_defaults(func=cmd_list)
+    verb(verbs, "list", cmd_list, "the catalog's packages, which are signed, what they grant",
+         env=False).add_argument("--env", default="test")
     c = add_verb(sub, "codegen", "print code that calls a signed capability")
     c.add_argument("method", metavar="METHOD", help="e.g. alipay.trade.precreate")
     c.add_argument("--lang", choices=sorted(LANGUAGES), default="node")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput
-from .parsing import add_verb
+from .parsing import add_verb, verb
 
 
 def _cloud(args: argparse.Namespace):
@@ -74,15 +74,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     fn = add_verb(sub, "fn", "cloud functions: deploy code, invoke, list")
     verbs = fn.add_subparsers(dest="fn_verb", required=True, metavar="VERB")
-    deploy = add_verb(verbs, "deploy", "deploy function code only (no image build; none of the calls fails)")
-    deploy.add_argument("env", metavar="ENV")
+    deploy = verb(verbs, "deploy", cmd_deploy, "deploy function code only (no image build; none of the calls fails)")
     deploy.add_argument("names", nargs="*", metavar="NAME", help="the functions to deploy (default: all)")
-    deploy.set_defaults(func=cmd_deploy)
-    invoke = add_verb(verbs, "invoke", "invoke a function; prints its result (duration, cold or warm on stderr)")
-    invoke.add_argument("env", metavar="ENV")
+    invoke = verb(verbs, "invoke", cmd_invoke, "invoke a function; prints its result (duration, cold or warm on stderr)")
     invoke.add_argument("name", metavar="NAME")
     invoke.add_argument("--data", metavar="JSON|@FILE", help="the event (default {})")
-    invoke.set_defaults(func=cmd_invoke)
-    listing = add_verb(verbs, "list", "each function's version, instances, queue, invocations, errors, p95; the pool")
-    listing.add_argument("env", metavar="ENV")
-    listing.set_defaults(func=cmd_list)
+    verb(verbs, "list", cmd_list, "each function's version, instances, queue, invocations, errors, p95; the pool")

@@ -8,7 +8,7 @@ import datetime as dt
 import time
 
 from ..errors import BadInput
-from .parsing import add_verb
+from .parsing import verb
 
 REFRESH_SECONDS = 2.0
 
@@ -142,14 +142,8 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    m = add_verb(sub, "metrics", "requests, 4xx, 5xx, p50/p95/p99 per release and CPU/memory per container")
-    m.add_argument("env", metavar="ENV")
+    m = verb(sub, "metrics", cmd_metrics, "requests, 4xx, 5xx, p50/p95/p99 per release and CPU/memory per container")
     m.add_argument("--since", help="e.g. 10m, 1h, 24h or an ISO time (default 1h)")
-    m.set_defaults(func=cmd_metrics)
-    top = add_verb(sub, "top", "a live view: requests/s, error rate, p95 per release; CPU and memory per container")
-    top.add_argument("env", metavar="ENV")
-    top.set_defaults(func=cmd_top)
-    alerts = add_verb(sub, "alerts", "the env's alerts firing and resolving (and their webhook deliveries)")
-    alerts.add_argument("env", metavar="ENV")
+    verb(sub, "top", cmd_top, "a live view: requests/s, error rate, p95 per release; CPU and memory per container")
+    alerts = verb(sub, "alerts", cmd_alerts, "the env's alerts firing and resolving (and their webhook deliveries)")
     alerts.add_argument("--since", help="e.g. 1h, 24h or an ISO time (default 24h)")
-    alerts.set_defaults(func=cmd_alerts)

@@ -24,3 +24,12 @@ def common_options(top_level: bool = False) -> argparse.ArgumentParser:
 def add_verb(sub: argparse._SubParsersAction, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
     """A verb's parser, with the common options."""
     return sub.add_parser(name, help=help, description=help, parents=[common_options()], **kwargs)
+
+
+def verb(sub: argparse._SubParsersAction, name: str, func, help: str, env: bool = True) -> argparse.ArgumentParser:
+    """A verb that runs `func`, taking the environment's name first unless `env` is False."""
+    parser = add_verb(sub, name, help)
+    if env:
+        parser.add_argument("env", metavar="ENV", help="environment name from minicloud.toml (e.g. test, prod)")
+    parser.set_defaults(func=func)
+    return parser

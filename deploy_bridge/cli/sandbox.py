@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..sandbox import client
-from .parsing import add_verb
+from .parsing import add_verb, verb
 
 
 def _cloud(args: argparse.Namespace):
@@ -37,10 +37,6 @@ def cmd_pay(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     sandbox = add_verb(sub, "sandbox", "the env's sandbox open platform")
     verbs = sandbox.add_subparsers(dest="sandbox_verb", required=True, metavar="VERB")
-    info = add_verb(verbs, "info", "app id, gateway, endpoint and key files to point your code at")
-    info.add_argument("env", metavar="ENV")
-    info.set_defaults(func=cmd_info)
-    pay = add_verb(verbs, "pay", "simulate the buyer paying a trade (WAIT_BUYER_PAY → TRADE_SUCCESS)")
-    pay.add_argument("env", metavar="ENV")
+    verb(verbs, "info", cmd_info, "app id, gateway, endpoint and key files to point your code at")
+    pay = verb(verbs, "pay", cmd_pay, "simulate the buyer paying a trade (WAIT_BUYER_PAY → TRADE_SUCCESS)")
     pay.add_argument("out_trade_no", metavar="OUT_TRADE_NO")
-    pay.set_defaults(func=cmd_pay)

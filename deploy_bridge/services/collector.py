@@ -48,6 +48,44 @@ BUCKET_SECONDS = 10
 RETENTION_SECONDS = 24 * 3600
 ALERT_RETENTION_SECONDS = 7 * 24 * 3600
 SAMPLE_SECONDS = 2.0
+# the host's cgroup tree, mounted read-only: CPU and memory read from the kernel's counters, where the
+# engine's stats API would cost it work for every sample (and the gateway's throughput with it)
+CGROUP_ROOT = Path(os.environ.get("MINICLOUD_CGROUP_ROOT", "/host/cgroup"))
+
+
+def cgroup_usage(container_id: str) -> tuple[int, int] | None:
+    """(CPU nanoseconds used, memory bytes less the page cache) of a container, from its cgroup files
+    (cgroup v1 or v2, Docker's cgroupfs or systemd driver); None when they cannot be read."""
+    candidates = [  # (cpu file, memory usage file, memory stat file, v2)
+        (CGROUP_ROOT / "cpuacct" / "docker" / container_id / "cpuacct.usage",
+         CGROUP_ROOT / "memory" / "docker" / container_id / "memory.usage_in_bytes",
+         CGROUP_ROOT / "memory" / "docker" / container_id / "memory.stat", False),
+        (CGROUP_ROOT / "cpuacct" / "system.slice" / f"docker-{container_id}.scope" / "cpuacct.usage",
+         CGROUP_ROOT / "memory" / "system.slice" / f"docker-{container_id}.scope" / "memory.usage_in_bytes",
+         CGROUP_ROOT / "memory" / "system.slice" / f"docker-{container_id}.scope" / "memory.stat", False),
+        (CGROUP_ROOT / "system.slice" / f"docker-{container_id}.scope" / "cpu.stat",
+         CGROUP_ROOT / "system.slice" / f"docker-{container_id}.scope" / "memory.current",
+         CGROUP_ROOT / "system.slice" / f"docker-{container_id}.scope" / "memory.stat", True),
+        (CGROUP_ROOT / "docker" / container_id / "cpu.stat", CGROUP_ROOT / "docker" / container_id / "memory.current",
+         CGROUP_ROOT / "docker" / container_id / "memory.stat", True),
+    ]
+    for cpu_file, mem_file, stat_file, v2 in candidates:
+        try:
+            cpu_text, mem_text = cpu_file.read_text(), mem_file.read_text()
+        except OSError:
+            continue
+        try:
+            stats = dict(line.split() for line in stat_file.read_text().splitlines() if line.count(" ") == 1)
+        except OSError:
+            stats = {}
+        if v2:
+            used = int(dict(line.split() for line in cpu_text.splitlines())["usage_usec"]) * 1000
+            cache = int(stats.get("inactive_file", 0))
+        else:
+            used = int(cpu_text.strip())
+            cache = int(stats.get("total_inactive_file", stats.get("cache", 0)))
+        return used, max(0, int(mem_text.strip()) - cache)
+    return None
 EVAL_SECONDS = 0.5
 TAIL_SECONDS = 0.25
 COMMIT_SECONDS = 1.0
@@ -424,6 +462,19 @@ class Collector:
             running = [(n, i) for n, i in self.names.items()
                        if i["state"] == "running" and (i["app"] or i["role"] == "gateway")]
         for name, info in running:
+            from_files = cgroup_usage(info["id"])
+            if from_files is not None:  # the kernel's counters: no work for the engine at all
+                used_ns, memory = from_files
+                before = self.previous_cpu.get(info["id"])
+                percent = None
+                if before and now > before[1]:
+                    percent = round(max(0.0, (used_ns - before[0]) / 1e9 / (now - before[1]) * 100), 2)
+                self.previous_cpu[info["id"]] = (used_ns, now, 1)
+                with self.lock:
+                    self.samples[name] = {"cpu": percent, "memory": memory, "at": now, **info}
+                    if percent is not None:
+                        self.bucket_cpu[name].append(percent)
+                continue
             status, st = self.engine.call("GET", f"/containers/{info['id']}/stats?stream=false&one-shot=true",
                                           timeout=10)
             if status != 200 or not isinstance(st, dict):

@@ -43,6 +43,8 @@ def routes(path: Path) -> dict[str, tuple[str | None, bool]]:
             target = parts[1]
             stopped = target == "-" or target.startswith("!")
             out[parts[0]] = (target.lstrip("!") if target != "-" else None, stopped)
+            if len(parts) > 5 and parts[4]:  # a canary: its container serves some of the users
+                out[parts[0] + "#canary"] = (parts[4], stopped)
     return out
 
 

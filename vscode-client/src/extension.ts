@@ -270,6 +270,31 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   reg('minicloud.ui.build', envVerb('minicloud.env.build', 'Build environment', deployed));
   reg('minicloud.ui.deploy', envVerb('minicloud.deploy', 'Deploy', deployed));
+  reg('minicloud.ui.deployCanary', async () => {
+    const arg = await appAndEnv('Deploy as canary');
+    if (!arg) return;
+    const percent = await vscode.window.showInputBox({
+      title: 'Deploy as canary', prompt: 'the share of the users the new release gets (1–99 %)', value: '10',
+      validateInput: (v) => (/^\d+$/.test(v) && +v >= 1 && +v <= 99 ? undefined : 'a whole number from 1 to 99'),
+    });
+    if (!percent) return;
+    const judge = await vscode.window.showQuickPick(
+      [{ label: 'I will promote or roll back', seconds: 0 }, { label: 'Judge it over 2 minutes', seconds: 120 },
+        { label: 'Judge it over 5 minutes', seconds: 300 }], { title: 'Deploy as canary' });
+    if (!judge) return;
+    const r = await run('minicloud.deploy', { ...arg, canary: +percent, ...(judge.seconds ? { judge: judge.seconds } : {}) });
+    const c = r.canary ?? {};
+    const text = c.state === 'running'
+      ? `minicloud: ${r.app}/${r.env} canary ${r.release} takes ${c.percent}% of the users`
+      : `minicloud: ${r.app}/${r.env} canary ${r.release} ${c.state}: ${c.reason}`;
+    if (c.state === 'aborted') vscode.window.showWarningMessage(text);
+    else vscode.window.showInformationMessage(text, ...(c.state === 'running' ? ['Promote', 'Roll back'] : []))
+      .then(async (choice) => {
+        if (choice === 'Promote') vscode.window.showInformationMessage(deployed(await run('minicloud.promote', arg)));
+        if (choice === 'Roll back') await run('minicloud.rollback', arg);
+      });
+  });
+  reg('minicloud.ui.promote', envVerb('minicloud.promote', 'Promote the canary', deployed));
   reg('minicloud.ui.restart', envVerb('minicloud.restart', 'Restart', (r) => `minicloud: ${r.app}/${r.env} is ${r.state}`));
   reg('minicloud.ui.stop', envVerb('minicloud.stop', 'Stop', (r) => `minicloud: ${r.app}/${r.env} is ${r.state}`));
   reg('minicloud.ui.start', envVerb('minicloud.start', 'Start', (r) => `minicloud: ${r.app}/${r.env} is ${r.state}`));

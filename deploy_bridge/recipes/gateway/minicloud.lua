@@ -7,17 +7,26 @@ local ROUTES_FILE = "/etc/minicloud/routes.tsv"
 local routes = ngx.shared.minicloud_routes
 local inflight = ngx.shared.minicloud_inflight
 
--- one line per host: HOST \t CONTAINER \t PORT \t MESSAGE; CONTAINER "-" or "!NAME" is a stopped
--- env, answered 503 with MESSAGE
+-- one line per host: HOST \t CONTAINER \t PORT \t MESSAGE [\t CANARY \t PERCENT]; CONTAINER "-" or
+-- "!NAME" is a stopped env, answered 503 with MESSAGE; with CANARY, PERCENT of the users go to it
+local function fields(line)
+  local out = {}
+  for field in (line .. "\t"):gmatch("([^\t]*)\t") do out[#out + 1] = field end
+  return out
+end
+
 function M.load()
   local f = io.open(ROUTES_FILE, "r")
   local seen = {}
   if f then
     for line in f:lines() do
-      local host, upstream, port, message = line:match("^([^\t]+)\t([^\t]+)\t([^\t]*)\t?(.*)$")
-      if host then
+      local p = fields(line)
+      local host, upstream, port, message, canary, percent = p[1], p[2], p[3], p[4] or "", p[5], p[6]
+      if host and host ~= "" and upstream and port then
         if upstream == "-" or upstream:sub(1, 1) == "!" then
           routes:set(host, "!" .. message)
+        elseif canary and canary ~= "" and tonumber(percent) then
+          routes:set(host, upstream .. ":" .. port .. "|" .. canary .. ":" .. port .. "|" .. percent)
         else
           routes:set(host, upstream .. ":" .. port)
         end
@@ -49,9 +58,35 @@ function M.route()
   if target:sub(1, 1) == "!" then
     return answer(503, target:sub(2))
   end
+  local stable, canary, percent = target:match("^([^|]+)|([^|]+)|(%d+)$")
+  if stable then
+    -- a grey release: a user keeps the side a cookie says; a new user is drawn, and told by a cookie
+    local side = ngx.var.cookie_minicloud_canary
+    if side ~= "1" and side ~= "0" then
+      side = (math.random(100) <= tonumber(percent)) and "1" or "0"
+      ngx.ctx.minicloud_cookie = "minicloud_canary=" .. side .. "; Path=/; HttpOnly; SameSite=Lax"
+    end
+    target = (side == "1") and canary or stable
+  end
   ngx.var.upstream = target
   ngx.ctx.minicloud_upstream = target
   inflight:incr(target, 1, 0)
+end
+
+-- in the header filter: the cookie that keeps a new user of a grey release on its side
+function M.header()
+  local cookie = ngx.ctx.minicloud_cookie
+  if cookie then
+    local existing = ngx.header["Set-Cookie"]
+    if existing == nil then
+      ngx.header["Set-Cookie"] = cookie
+    elseif type(existing) == "table" then
+      existing[#existing + 1] = cookie
+      ngx.header["Set-Cookie"] = existing
+    else
+      ngx.header["Set-Cookie"] = { existing, cookie }
+    end
+  end
 end
 
 function M.done()
