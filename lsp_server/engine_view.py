@@ -1,13 +1,14 @@
 """What the engine says of one env, read in a child process of the language server.
 
-    python -m lsp_server.engine_view WORKSPACE ENV
+    python -m lsp_server.engine_view WORKSPACE ENV [DIGEST]   (DIGEST: of the tables the server has)
 
 Reading the engine means importing the Docker SDK (~0.3 s of CPU), asking for the env's containers and
 its database's schema (thousands of rows for a real database) and watching the engine's events: all of
 it would hold the server's interpreter while the user types. So it runs here, at idle CPU priority, and
 the server reads one JSON line per change:
 
-    {"kind": "view", "state": ..., "tables": {...} | null, "functions": {...}}   (tables null: unchanged)
+    {"kind": "view", "state": ..., "tables": {...} | null, "functions": {...}, "tables_digest": ...}
+                                                            (tables null: the same as the digest's)
     {"kind": "event", "env": ...}                                                a container started, died, went
     {"kind": "away", "error": ...}                                              no engine (retried)
 
@@ -45,11 +46,11 @@ def read_view(cloud, env: str) -> dict[str, Any]:
 
 
 class Reader:
-    def __init__(self, workspace: Path, env: str) -> None:
+    def __init__(self, workspace: Path, env: str, known_digest: str | None = None) -> None:
         self.workspace, self.env = workspace, env
         self.wake = threading.Event()
         self.lock = threading.Lock()
-        self.tables_digest: str | None = None
+        self.tables_digest = known_digest  # the tables the server has already (from its saved index)
 
     def emit(self, message: dict[str, Any]) -> None:
         with self.lock:
@@ -93,7 +94,7 @@ class Reader:
                     view["tables"] = None  # unchanged: the server keeps what it has
                 elif tables is not None:
                     self.tables_digest = digest
-                self.emit({"kind": "view", **view})
+                self.emit({"kind": "view", **view, "tables_digest": self.tables_digest})
                 delay = 1.0
                 self.wake.wait(REFRESH_SECONDS)
             except Exception as err:  # noqa: BLE001 - no engine (or a broken manifest): say so, retry
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # CPU nobody else wants
-    Reader(Path(args[0]), args[1]).run()
+    Reader(Path(args[0]), args[1], args[2] if len(args) > 2 and args[2] else None).run()
     return 0
 
 

@@ -112,6 +112,7 @@ class Index:
         self.env = env
         self.on_change = on_change
         self.on_event = on_event  # a container of the instance started, died or went (its env, if any)
+        self._tables_digest: str | None = None  # of the tables the engine reader last sent (persisted)
         self.snapshot = self._load() or Snapshot(env)
         self._saved: tuple | None = None  # what was persisted last (tables by identity, the rest by value)
         self._wake = threading.Event()
@@ -132,7 +133,10 @@ class Index:
         if self.path is None or not self.path.is_file():
             return None
         try:
-            return Snapshot.from_json(json.loads(self.path.read_text()))
+            data = json.loads(self.path.read_text())
+            # the engine reader sends the tables only when they differ from the ones with this digest
+            self._tables_digest = data.get("tables_digest") if data.get("tables") else None
+            return Snapshot.from_json(data)
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("ignoring unreadable index %s: %s", self.path, err)
             return None
@@ -145,7 +149,7 @@ class Index:
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(_ENCODER.iterencode(snap.to_json())))
+            tmp.write_text("".join(_ENCODER.iterencode({**snap.to_json(), "tables_digest": self._tables_digest})))
             tmp.replace(self.path)
             self._saved = saved
 
@@ -307,7 +311,8 @@ class Index:
         delay = 1.0
         while not self._stop.is_set() and self.workspace is not None:
             try:
-                child = subprocess.Popen([sys.executable, "-m", "lsp_server.engine_view", str(self.workspace), self.env],
+                child = subprocess.Popen([sys.executable, "-m", "lsp_server.engine_view", str(self.workspace), self.env,
+                                          self._tables_digest or ""],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                          text=True, bufsize=1)
             except OSError as err:
@@ -339,11 +344,16 @@ class Index:
             if self.on_event is not None:
                 self.on_event(message.get("env"))
         elif kind == "view":
+            if message.get("tables_digest"):
+                self._tables_digest = message["tables_digest"]
             with collector_paused(), self._update:
                 before = self.snapshot
                 snap = self.apply_view(before, message)
                 if snap.tables is before.tables and snap.functions == before.functions:
-                    return  # what the server knew already (the usual case): nothing to save or republish
+                    if message.get("tables") is not None:  # the same tables, newly digested: keep the digest
+                        self._saved = None
+                        self._save(snap)
+                    return  # what the server knew already (the usual case): nothing to republish
                 self.snapshot = snap
                 self._save(snap)
             if self.on_change is not None:
