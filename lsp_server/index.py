@@ -113,7 +113,8 @@ class Index:
         self.on_change = on_change
         self.on_event = on_event  # a container of the instance started, died or went (its env, if any)
         self._tables_digest: str | None = None  # of the tables the engine reader last sent (persisted)
-        self.snapshot = self._load() or Snapshot(env)
+        with collector_paused():  # a saved index of thousands of tables: frozen out of later collections
+            self.snapshot = self._load() or Snapshot(env)
         self._saved: tuple | None = None  # what was persisted last (tables by identity, the rest by value)
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -83,8 +83,18 @@ class MinicloudServer(LanguageServer):
             self.apps.add_folder(uri)
 
     def _make_index(self, root: Path) -> Index:
-        return Index(root, self.env, on_change=lambda snapshot: self._on_index_change(root, snapshot),
-                     on_event=lambda env: self._on_engine_event(root, env))
+        index = Index(root, self.env, on_change=lambda snapshot: self._on_index_change(root, snapshot),
+                      on_event=lambda env: self._on_engine_event(root, env))
+        self.prepare(index.snapshot)  # before the first request: what features derive from the index
+        return index
+
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Let each feature derive what it answers from (e.g. sorted table names) now, not on a request."""
+        for feature in self.features:
+            try:
+                feature.prepare(snapshot)
+            except Exception:  # noqa: BLE001 - a feature's bug must not stop the server
+                log.exception("preparing %s failed", feature.name)
 
     def restart_index(self) -> None:
         """Every app's index anew (the env changed)."""
@@ -104,6 +114,7 @@ class MinicloudServer(LanguageServer):
 
     def _on_index_change(self, root: Path, snapshot: Snapshot) -> None:
         """From a refresh thread: republish the diagnostics of that app's documents."""
+        self.prepare(snapshot)  # here, in the refresh thread, rather than in the next request
         loop = self.main_loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.publish_app, root)

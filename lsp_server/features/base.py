@@ -139,6 +139,9 @@ class Feature:
     def code_lenses(self, uri: str, text: str, snapshot: Snapshot) -> list[types.CodeLens]:
         return []
 
+    def prepare(self, snapshot: Snapshot) -> None:
+        """Derive from a new snapshot what requests will read (called off the request path)."""
+
     # ---- lazy completion items (lsp_server/resolve.py)
     @staticmethod
     def lazy_documentation() -> bool:

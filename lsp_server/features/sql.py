@@ -137,6 +137,11 @@ class SqlFeature(Feature):
     completion_trigger = CompletionTrigger((re.compile(r"['\"`][^'\"`]*$|^[^'\"`]*$"),), CODE_LANGUAGES,
                                            frozenset({" ", ".", "("}))
 
+    def prepare(self, snapshot) -> None:
+        made = prepared(snapshot)
+        for name in made.names[:50]:  # the first answer's documentation, for clients without resolve
+            made.doc(name)
+
     def accepts(self, uri: str, language: str) -> bool:
         return language in CODE_LANGUAGES
 
