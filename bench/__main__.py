@@ -78,18 +78,10 @@ def log(message: str) -> None:
 
 
 # ------------------------------------------------------------------ the cloud
-def bump(workspace: Path) -> None:
-    server = workspace / "server.js"
-    text = server.read_text()
-    start = text.index("const version = '") + len("const version = '")
-    end = text.index("'", start)
-    server.write_text(text[:start] + f"v{time.time_ns()}" + text[end:])
-
-
 def measure_cloud(cloud, runs: int, out: dict[str, Any]) -> None:
     """Deploy and rollback times, and the failed requests of both kinds of client across them: a new
     connection per request, and 20 persistent keep-alive connections (one request each every 10 ms)."""
-    from bench.load import RequestLoop
+    from bench.load import RequestLoop, bump
 
     ca = cloud.ca_path()
     url = cloud.url("test") + "/healthz"
@@ -360,15 +352,20 @@ def measure_lsp(cloud, workspace: Path, quick: bool, out: dict[str, Any]) -> Non
         client.close()
 
 
+def median_initialize_ms(make_client, runs: int) -> float:
+    """The median of `runs` starts: process start → `initialize` answered."""
+    starts = []
+    for _ in range(runs):
+        c = make_client()
+        starts.append(c.initialize_ms)
+        c.close()
+    return statistics.median(starts)
+
+
 def measure_startup(command: list[str], workspace: Path, runs: int, out: dict[str, Any]) -> None:
     from .lsp import TimedClient
 
-    starts = []
-    for _ in range(runs):
-        c = TimedClient(command, workspace)
-        starts.append(c.initialize_ms)
-        c.close()
-    out["initialize_ms"] = statistics.median(starts)
+    out["initialize_ms"] = median_initialize_ms(lambda: TimedClient(command, workspace), runs)
 
 
 def measure_five_apps(command: list[str], workspace: Path, runs: int, out: dict[str, Any]) -> None:
@@ -400,12 +397,7 @@ def measure_five_apps(command: list[str], workspace: Path, runs: int, out: dict[
                     params = {**params, "workspaceFolders": folders}
                 return super().request(method, params, timeout)
 
-        starts = []
-        for _ in range(runs):
-            c = FoldersClient(command, base)
-            starts.append(c.initialize_ms)
-            c.close()
-        out["initialize_5_apps_ms"] = statistics.median(starts)
+        out["initialize_5_apps_ms"] = median_initialize_ms(lambda: FoldersClient(command, base), runs)
         client = FoldersClient(command, base)
         try:
             text, positions, _ = source_file()

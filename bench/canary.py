@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .load import RequestLoop, trusting
+from .load import RequestLoop, bump, trusting
 
 GOALS = {"canary_split_error_pct": (2.0, "<="), "canary_failed_requests": (0, "<=")}
-
-
-def bump(ws: Path) -> None:
-    server = ws / "server.js"
-    text = server.read_text()
-    start = text.index("const version = '") + len("const version = '")
-    end = text.index("'", start)
-    server.write_text(text[:start] + f"v{time.time_ns()}" + text[end:])
 
 
 def split_share(cloud, canary_release_version: str, users: int) -> float:

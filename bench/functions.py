@@ -16,7 +16,8 @@ import httpx
 
 from .load import trusting
 
-MANIFEST = """\
+# a workspace of an app and functions (the tests use it too): the app part and the pool, functions to add
+WORKSPACE_HEAD = """\
 [app]
 name = "{name}"
 runtime = "nodejs"
@@ -30,6 +31,8 @@ sandbox = false
 pool = {pool}
 keep_alive = 120
 
+"""
+MANIFEST = WORKSPACE_HEAD + """\
 [functions.echo]
 memory = 128
 

@@ -154,3 +154,12 @@ class WebhookReceiver:
             time.sleep(0.02)
         raise AssertionError(f"no {state} webhook{f' for {alert}' if alert else ''} within {timeout}s; "
                              f"got {[p for _, p in self.posts]}")
+
+
+def bump(workspace) -> None:
+    """A new version of the bench app (bench/app/server.js): a change to deploy."""
+    server = workspace / "server.js"
+    text = server.read_text()
+    start = text.index("const version = '") + len("const version = '")
+    end = text.index("'", start)
+    server.write_text(text[:start] + f"v{time.time_ns()}" + text[end:])

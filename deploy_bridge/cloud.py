@@ -261,12 +261,16 @@ class Cloud(Workspace):
         since = dt.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
         return {**canary.side_by_side(target, since), "since": since}
 
+    def _begin(self, env: str, progress: Progress | None) -> tuple[Progress, float]:
+        """What every changing verb does first: a known env that is built; its progress and start time."""
+        self._check_env(env)
+        started = time.monotonic()
+        self._network(env)  # fails clearly when the env is not built
+        return progress or NullProgress(), started
+
     def promote(self, env: str, progress: Progress | None = None) -> DeployResult:
         """Move every user to the canary, the zero-failure way."""
-        self._check_env(env)
-        progress = progress or NullProgress()
-        started = time.monotonic()
-        self._network(env)
+        progress, started = self._begin(env, progress)
         with self.lock(env).hold("promote"):
             previous = self._current_release(env)
             release = canary.promote(self._target(env, None), progress)
@@ -318,10 +322,7 @@ class Cloud(Workspace):
         return list_releases(self._client(), self.settings, self.app, env, self._current_release(env))
 
     def rollback(self, env: str, to: str | None = None, progress: Progress | None = None) -> DeployResult:
-        self._check_env(env)
-        progress = progress or NullProgress()
-        started = time.monotonic()
-        self._network(env)
+        progress, started = self._begin(env, progress)
         with self.lock(env).hold("rollback"):
             current = self._current_release(env)
             if to is None and self._target(env, None).canary() is not None:  # a canary runs: remove it

@@ -44,11 +44,17 @@ def app_containers(cloud) -> list:
     return cloud.containers("test", role="app", running_only=True)
 
 
+def changed_and_loaded(cloud) -> tuple[str, RequestLoop]:
+    """The serving release, after the workspace changed; and 10 keep-alive clients on the env."""
+    stable = cloud.status("test", stats=False).release
+    edit_message(cloud.workspace, f"grey {uuid.uuid4().hex[:6]}")
+    return stable, RequestLoop(cloud.url("test") + "/products", cloud.ca_path(), clients=10, keep_alive=True,
+                               interval=0.01)
+
+
 def test_a_canary_takes_its_share_sticky_and_is_promoted_with_no_failed_request(grey):
     url = grey.url("test")
-    stable = grey.status("test", stats=False).release
-    edit_message(grey.workspace, f"grey {uuid.uuid4().hex[:6]}")
-    loop = RequestLoop(url + "/products", grey.ca_path(), clients=10, keep_alive=True, interval=0.01)
+    stable, loop = changed_and_loaded(grey)
     with loop:
         loop.wait_for(50)
         result = grey.deploy("test", canary=20)
@@ -79,9 +85,7 @@ def test_a_canary_takes_its_share_sticky_and_is_promoted_with_no_failed_request(
 
 def test_rolling_back_a_canary_removes_it_with_no_failed_request(grey):
     url = grey.url("test")
-    stable = grey.status("test", stats=False).release
-    edit_message(grey.workspace, f"grey {uuid.uuid4().hex[:6]}")
-    loop = RequestLoop(url + "/products", grey.ca_path(), clients=10, keep_alive=True, interval=0.01)
+    stable, loop = changed_and_loaded(grey)
     with loop:
         loop.wait_for(50)
         canary = grey.deploy("test", canary=50).release

@@ -15,24 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.functions import WORKSPACE_HEAD
 from bench.load import trusting
 
 pytestmark = pytest.mark.docker
 
-MANIFEST = """\
-[app]
-name = "fnshop"
-runtime = "nodejs"
-start = "node server.js"
-port = 3000
-
-[env.test]
-sandbox = false
-
-[functions]
-pool = 2
-keep_alive = 120
-
+MANIFEST = WORKSPACE_HEAD.format(name="fnshop", pool=2) + """\
 [functions.hello]
 memory = 128
 

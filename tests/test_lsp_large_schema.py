@@ -49,7 +49,10 @@ def resolving_capabilities() -> types.ClientCapabilities:
     return caps
 
 
-async def _start(client: LanguageClient, workspace, caps: types.ClientCapabilities) -> None:
+async def _start(client: LanguageClient, request, caps: types.ClientCapabilities) -> None:
+    """On the env with the large schema, with these capabilities."""
+    request.getfixturevalue("large_schema")
+    workspace = request.getfixturevalue("cloud_env").workspace
     await client.initialize_session(types.InitializeParams(
         capabilities=caps, root_uri=workspace.as_uri(),
         workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)],
@@ -58,8 +61,7 @@ async def _start(client: LanguageClient, workspace, caps: types.ClientCapabiliti
 
 @pytest_lsp.fixture(config=SERVER)
 async def client(lsp_client: LanguageClient, request):
-    request.getfixturevalue("large_schema")
-    await _start(lsp_client, request.getfixturevalue("cloud_env").workspace, resolving_capabilities())
+    await _start(lsp_client, request, resolving_capabilities())
     yield
     await lsp_client.shutdown_session()
 
@@ -67,8 +69,7 @@ async def client(lsp_client: LanguageClient, request):
 @pytest_lsp.fixture(config=SERVER)
 async def inline_client(lsp_client: LanguageClient, request):
     """A client that does not announce resolveSupport (Neovim 0.7's own capabilities)."""
-    request.getfixturevalue("large_schema")
-    await _start(lsp_client, request.getfixturevalue("cloud_env").workspace, capabilities())
+    await _start(lsp_client, request, capabilities())
     yield
     await lsp_client.shutdown_session()
 

@@ -4,6 +4,7 @@ a local webhook receiver, the Prometheus endpoint, and `minicloud top` in a pseu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -176,22 +177,31 @@ def test_5xx_alert_fires_and_resolves(metrics_env):
     receiver.wait("resolved", fired, 30, alert="error_rate")
 
 
+def alert_cycle(receiver, alert: str, misbehaving, resolved_within: float) -> dict:
+    """While `misbehaving` (a context: the app made to misbehave) the alert fires; after, it resolves.
+    Returns the firing POST."""
+    since = time.time()
+    with misbehaving:
+        at, post = receiver.wait("firing", since, 30, alert=alert)
+    receiver.wait("resolved", at, resolved_within, alert=alert)
+    return post
+
+
 def test_latency_alert_fires_and_resolves(metrics_env):
     cloud, receiver = metrics_env
-    start = time.time()
-    with RequestLoop(cloud.url("test") + "/slow?ms=500", cloud.ca_path(), clients=4):
-        fired, post = receiver.wait("firing", start, 30, alert="latency")
-    assert post["value"] > 300
-    receiver.wait("resolved", fired, 30, alert="latency")
+    slow = RequestLoop(cloud.url("test") + "/slow?ms=500", cloud.ca_path(), clients=4)
+    assert alert_cycle(receiver, "latency", slow, 30)["value"] > 300
 
 
 def test_cpu_alert_fires_and_resolves(metrics_env):
     cloud, receiver = metrics_env
-    start = time.time()
-    assert get(cloud, "/burn?ms=15000") == [200]
-    fired, post = receiver.wait("firing", start, 30, alert="cpu")
-    assert post["value"] > 50 and post["subject"].startswith(f"mc-{os.environ['MINICLOUD_INSTANCE']}-mtest-test-app")
-    receiver.wait("resolved", fired, 40, alert="cpu")
+    @contextlib.contextmanager
+    def burning():  # the app burns a core for 15 s
+        assert get(cloud, "/burn?ms=15000") == [200]
+        yield
+
+    fired = alert_cycle(receiver, "cpu", burning(), 40)
+    assert fired["value"] > 50 and fired["subject"].startswith(f"mc-{os.environ['MINICLOUD_INSTANCE']}-mtest-test-app")
 
 
 def test_restarts_alert_fires_on_a_crash_loop_and_resolves(metrics_env):

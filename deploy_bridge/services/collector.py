@@ -42,7 +42,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 from .alert_rules import HTTP_METRICS, LOOKBACK_SECONDS, RESTART_LOOKBACK_SECONDS, Rule, format_value
-from .engine_api import Engine
+from .engine_api import Engine, survive
 
 BUCKET_SECONDS = 10
 RETENTION_SECONDS = 24 * 3600
@@ -820,10 +820,7 @@ class Collector:
 
     @staticmethod
     def _safely(step) -> None:
-        try:
-            step()
-        except Exception as err:  # noqa: BLE001 - the collector outlives any one bad answer
-            log(f"{type(err).__name__}: {err}")
+        survive(step, log)
 
 
 def _iso(t: float | None) -> str | None:

@@ -95,3 +95,12 @@ class Engine:
                 return
             if line.strip():
                 yield json.loads(line)
+
+
+def survive(step, say) -> None:
+    """Run `step`; an error is said (`say(text)`), never raised: a program that runs for as long as the
+    instance does outlives any one bad answer."""
+    try:
+        step()
+    except Exception as err:  # noqa: BLE001 - see above
+        say(f"{type(err).__name__}: {err}")

@@ -24,7 +24,7 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 
-from .engine_api import Engine
+from .engine_api import Engine, survive
 
 RECONCILE_SECONDS = 30.0
 MAX_STARTS_PER_MINUTE = 5  # a container that dies at once again is left to its logs, not hammered
@@ -133,10 +133,7 @@ class Keeper:
 
     @staticmethod
     def _safely(step) -> None:
-        try:
-            step()
-        except Exception as err:  # noqa: BLE001 - the keeper outlives any one bad answer
-            print(f"keeper: {type(err).__name__}: {err}", flush=True)
+        survive(step, lambda text: print(f"keeper: {text}", flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:
