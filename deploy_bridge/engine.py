@@ -40,11 +40,12 @@ def remove_instance(docker_client: docker.DockerClient, instance: str) -> None:
     label and is kept. Used by the tests and the benchmark to remove exactly their own throw-away cloud.
     """
     label = {"label": f"minicloud.instance={instance}"}
-    # the keeper first: it would start again what is being removed
-    for keeper in docker_client.containers.list(all=True, filters={"label": [
-            f"minicloud.instance={instance}", "minicloud.role=keeper"]}):
-        with contextlib.suppress(DockerException):
-            keeper.remove(force=True)
+    # first what starts containers by itself: the keeper (killed ones), the functions schedulers (instances)
+    for role in ("keeper", "functions", "collector"):
+        for container in docker_client.containers.list(all=True, filters={"label": [
+                f"minicloud.instance={instance}", f"minicloud.role={role}"]}):
+            with contextlib.suppress(DockerException):
+                container.remove(force=True)
     for kind, remove in (
         (docker_client.containers.list(all=True, filters=label), lambda c: c.remove(force=True)),
         (docker_client.networks.list(filters=label), lambda n: n.remove()),
