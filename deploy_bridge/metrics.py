@@ -121,8 +121,7 @@ def ensure(client: docker.DockerClient, settings: Settings, manifest: Manifest, 
                  str(data): {"bind": "/metrics", "mode": "rw"}, str(access): {"bind": "/access", "mode": "rw"},
                  # the kernel's counters of every container (read-only): samples cost the engine nothing
                  "/sys/fs/cgroup": {"bind": "/host/cgroup", "mode": "ro"}},
-        # its work never competes with the apps' under load: it catches up when the cores are free
-        cpu_shares=2, restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG)
+        restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG)
     _route(edge, listen)
 
 
