@@ -4,7 +4,7 @@
         --platform-private-key PEM --app-public-key PEM --abilities DIR --state FILE
 
 Serves the v2 form protocol (`/gateway.do`) and the v3 protocol (`/v3/...`) over plain HTTP inside
-the env's network; the env's HTTPS gateway puts it at https://openapi.ENV.localhost:8443. Checks the
+the env's network; the env's HTTPS gateway puts it at https://openapi.APP.ENV.localhost:8443. Checks the
 app id, the timestamp, the RSA2 signature, that a signed ability package grants the method, and the
 required parameters; answers in the real shapes, signed with the platform key, so that the official
 SDKs verify the answers with signature checking on. Trades live in a JSON state file.
