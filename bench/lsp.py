@@ -45,6 +45,7 @@ class TimedClient:
         self._ids = itertools.count(1)
         self._answers: dict[int, dict[str, Any]] = {}
         self.on_notification: Callable[[str, Any, float], None] | None = None
+        self.server_requests: list[tuple[str, Any, float]] = []  # (method, params, arrival time)
         # log notifications are kept raw and parsed later (an editor queues their rendering), so that
         # the client's own parsing does not delay the answers being timed
         self.raw_logs: list[tuple[bytes, float]] = []
@@ -97,7 +98,8 @@ class TimedClient:
             if "id" in msg and "method" not in msg:
                 self._answers[msg["id"]] = msg
                 self.answer_bytes = length
-            elif "id" in msg:  # a request from the server: answer null
+            elif "id" in msg:  # a request from the server (e.g. an alert's message): kept, answered null
+                self.server_requests.append((msg["method"], msg.get("params"), arrived))
                 self._send({"jsonrpc": "2.0", "id": msg["id"], "result": None})
             elif self.on_notification is not None:
                 self.on_notification(msg["method"], msg.get("params"), arrived)

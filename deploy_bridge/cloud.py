@@ -206,13 +206,19 @@ class Cloud(Workspace):
 
     # ----------------------------------------------------------------- releases
     def deploy(self, env: str, progress: Progress | None = None, canary: int | None = None,
-               judge_seconds: float | None = None) -> DeployResult:
+               judge_seconds: float | None = None, all_at_once: bool = False) -> DeployResult:
         """Build and switch to a new release; with `canary`, send that percent of the users to it instead
-        (and with `judge_seconds`, promote or abort it by its metrics after that long)."""
+        (and with `judge_seconds`, promote or abort it by its metrics after that long). The manifest's
+        `[deploy] canary` makes every deploy a judged canary, unless `all_at_once` or nothing serves yet."""
         self._check_env(env)
         progress = progress or NullProgress()
         started = time.monotonic()
         self._network(env)  # fails clearly when the env is not built
+        configured = self.manifest.canary
+        if canary is None and configured is not None and not all_at_once and self.manifest.has_server \
+                and self._target(env, None).serving() is not None:
+            canary, judge_seconds = configured.percent, judge_seconds or configured.judge_seconds
+            progress.report(f"[deploy] canary: {canary}% of the users, judged over {judge_seconds:.0f} s", 1)
         if canary is not None:
             return self._deploy_canary(env, canary, judge_seconds, progress, started)
         with self.lock(env).hold("deploy"):
@@ -577,6 +583,22 @@ class Cloud(Workspace):
         """Run SQL; one result per statement that returns rows."""
         self._check_env(env)
         return self._db(env).query_all(self.db_credentials(env), sql)
+
+    # ----------------------------------------------------------------- the collector's store
+    def metrics(self, env: str, since: float | None = None) -> dict:
+        """The env's 10 s series since `since` (default: the last hour), per release and container."""
+        self._check_env(env)
+        return metrics.series(self.settings, self.app, env, since if since is not None else time.time() - 3600)
+
+    def live_metrics(self, env: str) -> dict:
+        """The last ~10–20 s of the env (what `top` shows), and the alerts firing."""
+        self._check_env(env)
+        return metrics.live(self.settings, self.app, env)
+
+    def alerts(self, env: str, since: float | None = None) -> dict:
+        """The env's alerts fired and resolved since `since` (default: the last 24 h), and those firing."""
+        self._check_env(env)
+        return metrics.alerts(self.settings, self.app, env, since if since is not None else time.time() - 86400)
 
     def db_schema(self, env: str) -> list[TableInfo]:
         """Tables, columns and row counts of the env's database (one query, for the server's index)."""

@@ -61,6 +61,17 @@ class Field:
     check: Callable[[Any], str | None] | None = None  # a value of the right type: None, or what is wrong
 
 
+def parse_duration(text: str) -> float | None:
+    """5m, 90s, 1h (or plain seconds) -> seconds, from 10 s to 24 h; None otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = str(text).strip()
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        return None
+    return value if 10 <= value <= 86400 else None
+
+
 @dataclass(frozen=True)
 class Table:
     """A TOML table. `path` uses `*` for a user-chosen name (`env.*` is `[env.test]`, `[env.prod]`…)."""
@@ -200,6 +211,19 @@ SCHEMA: tuple[Table, ...] = (
                   "backoff when it fails).", check=check_webhook, example='"https://hooks.example.com/minicloud"'),
         ),
     ),
+    Table("deploy", "How `minicloud deploy ENV` releases (to every env of the app)."),
+    Table("deploy.canary", "Every deploy a judged grey release: the new release gets `percent` of the users "
+          "(sticky per user) for `judge`, then minicloud promotes it when its error rate is within 0.5 points of "
+          "the serving release's and its p95 within 1.2×, else removes it. The first deploy of an env, and "
+          "`minicloud deploy ENV --no-canary`, switch everyone at once. Also inline: "
+          "`canary = { percent = 10, judge = \"5m\" }`.",
+          (
+              Field("percent", "integer", "Share of the users the new release gets while it is judged.",
+                    required=True, minimum=1, maximum=99, example="10"),
+              Field("judge", "string", "How long the canary is watched before the verdict (10s to 24h).",
+                    default="5m", check=lambda v: None if parse_duration(v) is not None
+                    else "expected a duration from 10s to 24h like 5m or 90s", example='"5m"'),
+          )),
     Table(
         "images",
         "Use official registry images instead of the locally built ones (needs a reachable registry).",
@@ -247,6 +271,12 @@ class EnvConfig:
     name: str
     vars: dict[str, str] = field(default_factory=dict)
     sandbox: bool = schema_default("env.*", "sandbox")
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    percent: int
+    judge_seconds: float
 
 
 @dataclass
@@ -312,6 +342,7 @@ class Manifest:
     images: dict[str, str] = field(default_factory=dict)
     functions: FunctionsConfig = field(default_factory=FunctionsConfig)
     alerts: dict[str, str] = field(default_factory=dict)  # [alerts]: rule name -> rule text, and the webhook
+    canary: CanaryConfig | None = None  # [deploy] canary: every deploy judged as a grey release
 
     @property
     def workspace(self) -> Path:
@@ -662,7 +693,14 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         images=dict(data.get("images", {})),
         functions=_functions(data.get("functions", {})),
         alerts=dict(data.get("alerts", {})),
+        canary=_canary(data.get("deploy", {}).get("canary")),
     )
+
+
+def _canary(spec: dict | None) -> CanaryConfig | None:
+    if not spec:
+        return None
+    return CanaryConfig(int(spec["percent"]), parse_duration(spec.get("judge", "5m")) or 300.0)
 
 
 def check_manifest_text(text: str, file: str) -> tuple[list[ManifestError], dict[str, Any]]:

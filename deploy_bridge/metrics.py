@@ -31,7 +31,7 @@ from .gateway import Edge
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .services.alert_rules import parse_rule
-from .services.collector import BOUNDS_MS, hist_quantile
+from .services.histogram import BOUNDS_MS, hist_quantile
 
 ROLE = "collector"
 METRICS_HOST = "metrics.localhost"  # https://metrics.localhost:PORT/metrics: Prometheus' text format
@@ -252,6 +252,29 @@ def live(settings: Settings, app: str, env: str, now: float | None = None) -> di
                    "restarts": restarts, "state": state, "sampled": ts} for c, role, release, cpu, memory, restarts,
                   state, ts in crows]
     return {"app": app, "env": env, "at": now, "releases": releases, "containers": containers, "firing": firing}
+
+
+def routes(settings: Settings, app: str, env: str, since: float) -> list[dict[str, Any]]:
+    """The app's requests per (method, path) since `since` (minute buckets): counts and the merged latency
+    histogram (`hist`: bin -> n over BOUNDS_MS), most requested first; [] before the first request."""
+    try:
+        db = _connect(settings)
+    except MinicloudError:
+        return []
+    try:
+        rows = db.execute("SELECT method, path, SUM(requests), SUM(s4xx), SUM(s5xx), GROUP_CONCAT(hist, '\n') "
+                          "FROM routes WHERE app=? AND env=? AND ts >= ? GROUP BY method, path",
+                          (app, env, int(since // 60 * 60))).fetchall()
+    except sqlite3.Error:  # a metrics.db from before per-route series
+        return []
+    finally:
+        db.close()
+    out = []
+    for method, path, requests, s4xx, s5xx, hists in rows:
+        merged = _merge_hist(hists.split("\n") if hists else [])
+        out.append({"method": method, "path": path, "requests": requests, "s4xx": s4xx, "s5xx": s5xx,
+                    "hist": {str(i): n for i, n in enumerate(merged) if n}})
+    return sorted(out, key=lambda r: -r["requests"])
 
 
 def _firing(db: sqlite3.Connection, app: str, env: str) -> list[dict[str, Any]]:

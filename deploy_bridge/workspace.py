@@ -83,3 +83,4 @@ class Workspace:
         """The variables the app of `env` receives, secrets masked. Needs no engine."""
         self._check_env(env)
         return variables.masked(self._variables(env, None))
+

@@ -61,8 +61,9 @@ def _arg(args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgress], Any], long: bool,
-                   changes: bool = True, app: App | None = None) -> Any:
-    """Run a verb off the event loop; `long` ones report progress; `changes` ones refresh the index after."""
+                   changes: bool = True, app: App | None = None, quiet: bool = False) -> Any:
+    """Run a verb off the event loop; `long` ones report progress; `changes` ones refresh the index after;
+    `quiet` ones fail with the error alone (a view polling them shows it; a message every 10 s would not do)."""
     loop = asyncio.get_running_loop()
     token = None
     caps = server.client_capabilities.window
@@ -78,7 +79,8 @@ async def run_verb(server: MinicloudServer, title: str, work: Callable[[LspProgr
         raise
     except MinicloudError as err:
         message = err.render()
-        server.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
+        if not quiet:
+            server.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"minicloud: {message}"))
         raise JsonRpcException(message=message, code=REQUEST_FAILED) from None
     finally:
         if token is not None:
@@ -126,24 +128,48 @@ def _invoke(cloud, arg: dict[str, Any]) -> dict[str, Any]:
     return {**call.to_json(), "name": name, "env": arg["env"], "logs": lines}
 
 
+async def open_log_tail(ls: MinicloudServer, app_name: str | None, env: str, role: str | None = None,
+                        since: str | None = None, tail: int | None = 100, uri: str | None = None) -> dict[str, Any]:
+    """Stream an env's logs to the client (minicloud/logs, or window/logMessage): the command's work,
+    and an alert's "Show logs"."""
+    from .logstream import logs_command
+
+    app, cloud = ls.app_and_cloud(app_name, uri)
+    try:
+        cloud.manifest.env(env)
+    except MinicloudError as err:
+        raise JsonRpcException(message=err.render(), code=REQUEST_FAILED) from None
+    command = logs_command(cloud.workspace, env, role, since, tail)
+    stream = await ls.log_streams.open(command, ls.send_log_lines, app=cloud.app)
+    return {"stream": stream, "env": env, "app": cloud.app, "root": str(app.root)}
+
+
+async def rollback_app(ls: MinicloudServer, app_name: str | None, env: str) -> Any:
+    """`minicloud rollback ENV` with progress: the command's work, and an alert's "Roll back"."""
+    app, cloud = ls.app_and_cloud(app_name, None)
+    return await run_verb(ls, f"Rolling back {cloud.app}/{env}", lambda p: cloud.rollback(env, progress=p),
+                          True, True, app)
+
+
 def register(server: MinicloudServer) -> None:
     """Every command, bound to a `Cloud` verb."""
 
     def verb(name: str, title: str, call: Callable[[Any, dict[str, Any], LspProgress], Any], long: bool = True,
-             changes: bool = True):
+             changes: bool = True, quiet: bool = False):
         @server.command(name)
         async def handler(ls, *args):
             arg = _arg(args)
             env = _env(ls, arg)
             app, cloud = _app_and_cloud(ls, arg)
             return await run_verb(ls, f"{title} {cloud.app}/{env}", lambda p: call(cloud, {**arg, "env": env}, p),
-                                  long, changes, app)
+                                  long, changes, app, quiet)
 
         return handler
 
     verb("minicloud.env.build", "Building", lambda c, a, p: c.build_env(a["env"], p))
     verb("minicloud.deploy", "Deploying",
-         lambda c, a, p: c.deploy(a["env"], p, canary=a.get("canary"), judge_seconds=a.get("judge")))
+         lambda c, a, p: c.deploy(a["env"], p, canary=a.get("canary"), judge_seconds=a.get("judge"),
+                                  all_at_once=bool(a.get("all_at_once"))))
     verb("minicloud.promote", "Promoting the canary", lambda c, a, p: c.promote(a["env"], p))
     verb("minicloud.canary", "Canary", lambda c, a, p: c.canary_status(a["env"]), long=False, changes=False)
     verb("minicloud.rollback", "Rolling back", lambda c, a, p: c.rollback(a["env"], to=a.get("to"), progress=p))
@@ -161,6 +187,11 @@ def register(server: MinicloudServer) -> None:
          long=False,
          changes=False)
 
+    verb("minicloud.metrics", "Metrics", lambda c, a, p: c.metrics(a["env"], a.get("since")), long=False,
+         changes=False, quiet=True)
+    verb("minicloud.alerts", "Alerts", lambda c, a, p: c.alerts(a["env"], a.get("since")), long=False, changes=False,
+         quiet=True)
+
     verb("minicloud.fn.deploy", "Deploying functions",
          lambda c, a, p: c.fn_deploy(a["env"], list(a.get("names") or []) or None, p))
     verb("minicloud.fn.invoke", "Invoking", lambda c, a, p: _invoke(c, a), long=False)
@@ -168,20 +199,10 @@ def register(server: MinicloudServer) -> None:
 
     @server.command("minicloud.logs.tail")
     async def logs_tail(ls, *args):
-        from .logstream import logs_command
-
         arg = _arg(args)
-        env = _env(ls, arg)
-        app, cloud = _app_and_cloud(ls, arg)
-        try:
-            cloud.manifest.env(env)
-        except MinicloudError as err:
-            raise JsonRpcException(message=err.render(), code=REQUEST_FAILED) from None
         tail = arg.get("tail", 100)
-        command = logs_command(cloud.workspace, env, arg.get("role"), arg.get("since"),
-                               int(tail) if tail is not None else None)
-        stream = await ls.log_streams.open(command, ls.send_log_lines, app=cloud.app)
-        return {"stream": stream, "env": env, "app": cloud.app, "root": str(app.root)}
+        return await open_log_tail(ls, arg.get("app"), _env(ls, arg), arg.get("role"), arg.get("since"),
+                                   int(tail) if tail is not None else None, arg.get("uri"))
 
     @server.command("minicloud.logs.stop")
     async def logs_stop(ls, *args):

@@ -11,6 +11,10 @@ the server reads one JSON line per change:
                                                             (tables null: the same as the digest's)
     {"kind": "event", "env": ...}                                                a container started, died, went
     {"kind": "away", "error": ...}                                              no engine (retried)
+    {"kind": "pulse", "live": {...} | null, "routes": [...], "canary": {...} | null}
+        the env's metrics (metrics.live: req/s, errors, p95 per release, containers, firing alerts), its
+        requests per route over the last 15 minutes and the canary split: every PULSE_SECONDS, sent
+        only when it changed
 
 A line "refresh" on stdin asks for a view now (after a command). Architecture Invariant: the server
 process never imports the Docker SDK to keep its index (only its commands do).
@@ -20,14 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 REFRESH_SECONDS = 15.0
+PULSE_SECONDS = 1.0  # an alert reaches the editor within about this of the collector recording it
+ROUTES_EVERY = 5  # pulses: the per-route view (15 minutes) changes slowly
+ROUTE_WINDOW_SECONDS = 900
 
 
 def read_view(cloud, env: str) -> dict[str, Any]:
@@ -43,6 +52,26 @@ def read_view(cloud, env: str) -> dict[str, Any]:
         except MinicloudError as err:
             view["error"] = str(err)
     return view
+
+
+def read_pulse(cloud, env: str, with_routes: bool) -> dict[str, Any]:
+    """The env's metrics now (None before the collector's first build), and its canary split."""
+    from deploy_bridge import metrics
+    from deploy_bridge.errors import MinicloudError
+
+    pulse: dict[str, Any] = {"live": None, "canary": None}
+    try:
+        pulse["live"] = metrics.live(cloud.settings, cloud.app, env)
+    except MinicloudError:
+        return pulse
+    if with_routes:
+        pulse["routes"] = metrics.routes(cloud.settings, cloud.app, env, time.time() - ROUTE_WINDOW_SECONDS)
+    route = cloud._edge().route(cloud.settings.app_host(cloud.app, env))
+    if route is not None and route.canary:
+        releases = {c["container"]: c["release"] for c in pulse["live"]["containers"]}
+        pulse["canary"] = {"percent": route.canary_percent, "serving": releases.get(route.upstream or ""),
+                           "canary": releases.get(route.canary)}
+    return pulse
 
 
 class Reader:
@@ -74,11 +103,35 @@ class Reader:
             self.emit({"kind": "event", "env": attributes.get("minicloud.env")})
             self.wake.set()
 
+    def pulses(self, cloud) -> None:
+        """The env's metrics, alerts and canary split, sent when they change."""
+        last: dict[str, Any] = {}
+        routes: list = []
+        for beat in itertools.count():
+            try:
+                pulse = read_pulse(cloud, self.env, with_routes=beat % ROUTES_EVERY == 0)
+                routes = pulse.pop("routes", routes)
+                pulse["routes"] = routes
+                live = pulse["live"] or {}
+                compared = {**pulse, "live": {k: v for k, v in live.items() if k != "at"}}
+                for container in compared["live"].get("containers", []):
+                    container.pop("sampled", None)
+                if compared != last:
+                    last = json.loads(json.dumps(compared))
+                    self.emit({"kind": "pulse", **pulse})
+            except Exception as err:  # noqa: BLE001 - no engine or no metrics yet: the next beat retries
+                if last.get("live") is not None:
+                    last = {}
+                    self.emit({"kind": "pulse", "live": None, "routes": [], "canary": None,
+                               "error": f"{type(err).__name__}: {err}"})
+            time.sleep(PULSE_SECONDS)
+
     def run(self) -> None:
         from deploy_bridge.cloud import Cloud
 
         threading.Thread(target=self.commands, daemon=True).start()
         cloud = Cloud(self.workspace)
+        threading.Thread(target=self.pulses, args=(cloud,), daemon=True).start()
         watcher: threading.Thread | None = None
         delay = 1.0
         while True:

@@ -82,6 +82,9 @@ class Snapshot:
     # the platform keys trusted to sign ability packages, and the app id they must name: computed by
     # each refresh from the workspace's keys, never persisted (read from the keys on every start)
     trust: tuple[dict, str | None] = field(default=NO_TRUST, compare=False, repr=False)
+    # the env's metrics as the engine reader last sent them (engine_view.read_pulse): live, routes, canary;
+    # never persisted (stale metrics would mislead), and not compared (a pulse republishes nothing)
+    pulse: dict = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"env": self.env, "app": self.app,
@@ -107,11 +110,13 @@ class Index:
     keeps one per app (apps.py), and each hears only its own app's container events."""
 
     def __init__(self, workspace: Path | None, env: str, on_change: Callable[[Snapshot], None] | None = None,
-                 on_event: Callable[[str | None], None] | None = None) -> None:
+                 on_event: Callable[[str | None], None] | None = None,
+                 on_pulse: Callable[[dict], None] | None = None) -> None:
         self.workspace = workspace
         self.env = env
         self.on_change = on_change
         self.on_event = on_event  # a container of the instance started, died or went (its env, if any)
+        self.on_pulse = on_pulse  # the env's metrics, alerts or canary changed
         self._tables_digest: str | None = None  # of the tables the engine reader last sent (persisted)
         with collector_paused():  # a saved index of thousands of tables: frozen out of later collections
             self.snapshot = self._load() or Snapshot(env)
@@ -359,5 +364,10 @@ class Index:
                 self._save(snap)
             if self.on_change is not None:
                 self.on_change(snap)
+        elif kind == "pulse":
+            with self._update:
+                self.snapshot = replace(self.snapshot, pulse=message)
+            if self.on_pulse is not None:
+                self.on_pulse(message)
         elif kind == "away":
             log.info("engine not read: %s", message.get("error"))

@@ -33,10 +33,12 @@ from .features.capabilities import CapabilityFeature
 from .features.env_vars import EnvVarFeature
 from .features.functions import FunctionsFeature
 from .features.manifest import ManifestFeature
+from .features.routes import RoutesFeature
 from .features.sql import SqlFeature
 from .index import Index, Snapshot
 from .languages import language_of
 from .logstream import LogStreams
+from .watch import Watch
 
 log = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -69,7 +71,8 @@ class MinicloudServer(LanguageServer):
         self.log_streams = LogStreams(congested=self.logs_congested)
         self.main_loop: asyncio.AbstractEventLoop | None = None  # set at initialize; threads post to it
         self.features: list[Feature] = [ManifestFeature(), EnvVarFeature(), SqlFeature(), CapabilityFeature(),
-                                        AbilityFileFeature(), FunctionsFeature()]
+                                        AbilityFileFeature(), FunctionsFeature(), RoutesFeature()]
+        self.watch = Watch(self)  # metrics, alerts and canaries as the engine reader's pulses tell them
         self._pending_diagnostics: dict[str, asyncio.TimerHandle] = {}  # uri -> the debounced publish
 
     # ---- set-up
@@ -84,7 +87,8 @@ class MinicloudServer(LanguageServer):
 
     def _make_index(self, root: Path) -> Index:
         index = Index(root, self.env, on_change=lambda snapshot: self._on_index_change(root, snapshot),
-                      on_event=lambda env: self._on_engine_event(root, env))
+                      on_event=lambda env: self._on_engine_event(root, env),
+                      on_pulse=lambda pulse: self.watch.on_pulse(root, pulse))
         self.prepare(index.snapshot)  # before the first request: what features derive from the index
         return index
 

@@ -106,10 +106,13 @@ def test_rolling_back_a_canary_removes_it_with_no_failed_request(grey):
 
 @pytest.mark.parametrize("healthy", [False, True])
 def test_an_automatic_canary_is_judged_by_its_errors(grey, healthy):
-    """A release that fails a route is aborted (and says why); a healthy one is promoted."""
+    """A release that fails a route is aborted (and says why); a healthy one is promoted. The healthy one
+    is asked for by the manifest (`[deploy] canary`), the other by the arguments (`--canary --judge`)."""
     stable = grey.status("test", stats=False).release
-    server = grey.workspace / "server.js"
-    good = server.read_text()
+    server, manifest = grey.workspace / "server.js", grey.workspace / "minicloud.toml"
+    good, manifest_text = server.read_text(), manifest.read_text()
+    if healthy:
+        manifest.write_text(manifest_text + '\n[deploy]\ncanary = { percent = 50, judge = "20s" }\n')
     if not healthy:
         server.write_text(good.replace("if (req.url === '/products') {",
                                        "if (req.url === '/products') { return send(res, 500, { error: 'broken' });", 1))
@@ -130,12 +133,13 @@ def test_an_automatic_canary_is_judged_by_its_errors(grey, healthy):
         for t in threads:
             t.start()
         wait_until(lambda: len(statuses) >= 20, 30, "traffic flows")
-        result = grey.deploy("test", canary=50, judge_seconds=20)
+        result = grey.deploy("test") if healthy else grey.deploy("test", canary=50, judge_seconds=20)
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=30)
         server.write_text(good)
+        manifest.write_text(manifest_text)
     failures = [s for s in statuses if s != 200]
     assert result.canary["state"] == ("promoted" if healthy else "aborted"), result.canary
     if healthy:

@@ -287,12 +287,13 @@ def test_ability_trust_is_part_of_the_snapshot(workspace):
 
     assert {f.name for f in dataclasses.fields(Snapshot)} == {"env", "app", "tables", "variables", "granted",
                                                           "signed_packages", "trust", "functions",
-                                                          "function_folders"}
+                                                          "function_folders", "pulse"}
     snap = Index(workspace, "test").refresh_local()
     trusted, app_id = snap.trust
     assert trusted and app_id
     json.dumps(snap.to_json())  # the keys are not persisted
     assert "trust" not in snap.to_json()
+    assert "pulse" not in snap.to_json()  # live metrics are never persisted: stale ones would mislead
     path = workspace / "abilities" / "FACE_TO_FACE_PAYMENT.json"
     feature = AbilityFileFeature()
     assert not hasattr(feature, "trust")

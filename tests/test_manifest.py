@@ -21,6 +21,7 @@ from deploy_bridge.manifest import (
     check_manifest_text,
     find_workspace,
     load_manifest,
+    parse_duration,
     parse_manifest,
 )
 
@@ -119,7 +120,11 @@ def test_every_schema_default_is_what_parse_manifest_returns_when_the_key_is_omi
     m = parse_manifest(WITH_FUNCTION, tmp_path / "minicloud.toml")
     optional = [(t.path, f) for t in SCHEMA for f in t.fields if not f.required]
     assert {path for path, _ in optional} == {"app", "env.*", "build", "images", "functions", "functions.*",
-                                              "alerts"}
+                                              "alerts", "deploy.canary"}
+    # [deploy] canary exists only with its percent: its judge's default, read from one that has it
+    canary = parse_manifest(GOOD + "[deploy.canary]\npercent = 10\n", tmp_path / "minicloud.toml").canary
+    assert canary.judge_seconds == parse_duration(TABLES["deploy.canary"].field("judge").default)
+    optional = [(path, f) for path, f in optional if path != "deploy.canary"]
     for path, f in optional:
         # a function's own keys default to [functions]'s (their schema default is None: "inherit")
         expected = TABLES["functions"].field(f.name).default if path == "functions.*" else f.default
@@ -211,3 +216,22 @@ def test_the_longest_names_allowed_fit_docker_dns_and_mariadb(tmp_path: Path):
     assert all(len(label) <= 63 for label in s.app_host(app, env).split("."))
     creds = credentials(tmp_path, env, app)
     assert len(creds.database) <= 64 and len(creds.user) <= 80
+
+
+@pytest.mark.parametrize("written", ['[deploy]\ncanary = { percent = 15, judge = "90s" }\n',
+                                     '[deploy.canary]\npercent = 15\njudge = "90s"\n'])
+def test_deploy_canary_inline_or_as_a_table(tmp_path: Path, written: str):
+    m = parse_manifest(GOOD + written, tmp_path / "minicloud.toml")
+    assert (m.canary.percent, m.canary.judge_seconds) == (15, 90.0)
+    assert parse_manifest(GOOD, tmp_path / "minicloud.toml").canary is None
+
+
+def test_deploy_canary_errors_name_the_line_and_the_field():
+    text = GOOD + '[deploy]\ncanary = { percent = 0, judge = "soon" }\n'
+    problems, _ = check_manifest_text(text, "minicloud.toml")
+    line = text.split("\n").index('canary = { percent = 0, judge = "soon" }') + 1
+    assert {(p.line, p.key) for p in problems} == {(line, "deploy.canary.percent"), (line, "deploy.canary.judge")}
+    assert any("at least 1" in p.message for p in problems)
+    assert any("10s to 24h" in p.message for p in problems)
+    missing, _ = check_manifest_text(GOOD + "[deploy.canary]\njudge = \"5m\"\n", "minicloud.toml")
+    assert any("percent" in p.message and "missing" in p.message for p in missing)

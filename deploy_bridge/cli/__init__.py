@@ -74,12 +74,10 @@ def cmd_env_destroy(args: argparse.Namespace) -> int:
 
 def _duration(text: str) -> float:
     """5m, 90s, 1h -> seconds (the canary's judging window)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
-    except ValueError:
-        value = -1
-    if not 10 <= value <= 86400:
+    from ..manifest import parse_duration
+
+    value = parse_duration(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"expected a duration from 10s to 24h like 5m or 90s, got {text!r}")
     return value
 
@@ -88,7 +86,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     judge = args.judge if args.judge is not None else (300.0 if args.auto else None)
     if judge is not None and args.canary is None:
         raise BadInput("--auto and --judge judge a canary: add --canary PERCENT")
-    return _deployed(args, _cloud(args).deploy(args.env, _progress(args), canary=args.canary, judge_seconds=judge))
+    if args.no_canary and args.canary is not None:
+        raise BadInput("--no-canary and --canary contradict each other: keep one")
+    return _deployed(args, _cloud(args).deploy(args.env, _progress(args), canary=args.canary, judge_seconds=judge,
+                                               all_at_once=args.no_canary))
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a grey release: send PERCENT of the users to it (sticky), the others stay")
     dp.add_argument("--auto", action="store_true", help="judge the canary over 5 minutes: promote or abort it")
     dp.add_argument("--judge", type=_duration, metavar="DURATION", help="judge the canary over DURATION (e.g. 2m)")
+    dp.add_argument("--no-canary", action="store_true",
+                    help="switch every user at once, even with [deploy] canary in the manifest")
     verb("canary", cmd_canary, "the serving release and the canary side by side: requests, error rate, p95")
     verb("promote", cmd_promote, "move every user to the canary (the old release drains and stops)")
     verb("releases", cmd_releases, "list the releases of an environment, newest first")

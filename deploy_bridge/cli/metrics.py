@@ -14,9 +14,9 @@ REFRESH_SECONDS = 2.0
 
 
 def _workspace(args: argparse.Namespace):
-    from ..workspace import Workspace
+    from ..cloud import Cloud
 
-    ws = Workspace(args.workspace)
+    ws = Cloud(args.workspace)
     ws._check_env(args.env)
     return ws
 
@@ -49,11 +49,10 @@ def _mib(value: float | None) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from .. import metrics
     from . import _emit
 
     ws = _workspace(args)
-    data = metrics.series(ws.settings, ws.app, args.env, _since(args.since, 3600))
+    data = ws.metrics(args.env, _since(args.since, 3600))
     if not args.json:
         for r in data["releases"]:
             r.pop("points")
@@ -76,11 +75,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from .. import metrics
     from . import _emit
 
     ws = _workspace(args)
-    data = metrics.alerts(ws.settings, ws.app, args.env, _since(args.since, 24 * 3600))
+    data = ws.alerts(args.env, _since(args.since, 24 * 3600))
     lines = []
     for e in data["events"]:
         on = f" on {e['subject']}" if e["subject"] else ""
@@ -126,16 +124,14 @@ def cmd_top(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from .. import metrics
-
     ws = _workspace(args)
     console = Console()
-    first = metrics.live(ws.settings, ws.app, args.env)
+    first = ws.live_metrics(args.env)
     with Live(render(first), console=console, refresh_per_second=4, screen=False) as view:
         try:
             while True:
                 time.sleep(REFRESH_SECONDS)
-                view.update(render(metrics.live(ws.settings, ws.app, args.env)))
+                view.update(render(ws.live_metrics(args.env)))
         except KeyboardInterrupt:
             pass
     return 0

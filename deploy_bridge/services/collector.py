@@ -43,6 +43,7 @@ from pathlib import Path
 
 from .alert_rules import HTTP_METRICS, LOOKBACK_SECONDS, RESTART_LOOKBACK_SECONDS, Rule, format_value
 from .engine_api import Engine, survive
+from .histogram import BOUNDS_MS, bin_of, hist_quantile
 
 BUCKET_SECONDS = 10
 RETENTION_SECONDS = 24 * 3600
@@ -94,11 +95,9 @@ ROTATE_BYTES = 64 * 2**20
 WEBHOOK_TRIES = 10
 WEBHOOK_TIMEOUT = 5.0
 WEBHOOK_MAX_DELAY = 60.0
+ROUTE_BUCKET_SECONDS = 60  # per-route series (the editor's hover on a handler): a minute is fine enough
+ROUTE_PATHS_MAX = 300  # distinct paths of one env per minute; past it, "(other)": a scan must not grow the store
 ALERT_ROLES = ("app", "functions")  # the user's code: the sandbox platform and the gateway's own answers are not
-# latency histogram upper bounds in ms; includes Prometheus' default buckets (5 ms … 10 s)
-BOUNDS_MS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500,
-             600, 800, 1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000, 15000, 20000, 30000,
-             60000, 120000)
 PROM_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 SCHEMA = """
@@ -118,10 +117,15 @@ CREATE TABLE IF NOT EXISTS alerts (
     name TEXT NOT NULL, rule TEXT NOT NULL, subject TEXT NOT NULL, state TEXT NOT NULL, value REAL,
     shown TEXT, since REAL, webhook TEXT, delivered INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT);
+CREATE TABLE IF NOT EXISTS routes (
+    ts INTEGER NOT NULL, app TEXT NOT NULL, env TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    requests INTEGER NOT NULL, s4xx INTEGER NOT NULL, s5xx INTEGER NOT NULL, hist TEXT NOT NULL,
+    PRIMARY KEY (ts, app, env, method, path));
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
 CREATE INDEX IF NOT EXISTS http_env ON http (app, env, ts);
 CREATE INDEX IF NOT EXISTS containers_env ON containers (app, env, ts);
 CREATE INDEX IF NOT EXISTS alerts_env ON alerts (app, env, at);
+CREATE INDEX IF NOT EXISTS routes_env ON routes (app, env, ts);
 """
 
 
@@ -138,27 +142,6 @@ def open_db(path: Path) -> sqlite3.Connection:
 
 
 # ------------------------------------------------------------------ latency histograms
-def bin_of(ms: float) -> int:
-    return bisect.bisect_left(BOUNDS_MS, ms)
-
-
-def hist_quantile(hist: list[int] | dict, q: float) -> float | None:
-    """The q-quantile (0..1) in ms of a histogram over BOUNDS_MS, interpolated within its bin."""
-    counts = hist if isinstance(hist, list) else [hist.get(str(i), 0) for i in range(len(BOUNDS_MS) + 1)]
-    total = sum(counts)
-    if not total:
-        return None
-    rank = q * total
-    seen = 0
-    for i, n in enumerate(counts):
-        if n and seen + n >= rank:
-            low = BOUNDS_MS[i - 1] if i > 0 else 0.0
-            high = BOUNDS_MS[i] if i < len(BOUNDS_MS) else BOUNDS_MS[-1]
-            return low + (high - low) * max(0.0, rank - seen) / n
-        seen += n
-    return float(BOUNDS_MS[-1])
-
-
 def exact_quantile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
@@ -288,6 +271,8 @@ class Collector:
         self.lock = threading.RLock()  # the database and the in-memory state
         self.tail = Tail(access / "access.log")
         self.buckets: dict[tuple, Bucket] = {}
+        self.route_buckets: dict[tuple, Bucket] = {}  # (minute, app, env, method, path)
+        self.route_paths: dict[tuple, set[str]] = {}  # (minute, app, env) -> the paths counted
         self.seconds: dict[tuple[str, str], dict[int, Second]] = defaultdict(dict)
         self.names: dict[str, dict] = {}  # container name -> {"id", app, env, role, release}
         self.names_refreshed = 0.0
@@ -385,6 +370,9 @@ class Collector:
             if bucket is None:
                 bucket = self.buckets[key] = self._stored_bucket(key)
             bucket.add(status, ms, upstream_ms)
+            if role == "app":
+                self._add_route(int(t), app, env, str(record.get("m") or "-"), str(record.get("path") or "/"),
+                                status, ms)
             if role in ALERT_ROLES:
                 sec = self.seconds[(app, env)].get(int(t))
                 if sec is None:
@@ -402,6 +390,21 @@ class Collector:
             prom[0][bisect.bisect_left(PROM_BOUNDS_MS, ms)] += 1
             prom[1] += ms / 1000
             prom[2] += 1
+
+    def _add_route(self, t: int, app: str, env: str, method: str, path: str, status: int, ms: float) -> None:
+        ts = t // ROUTE_BUCKET_SECONDS * ROUTE_BUCKET_SECONDS
+        paths = self.route_paths.setdefault((ts, app, env), set())
+        if path not in paths and len(paths) >= ROUTE_PATHS_MAX:
+            path = "(other)"
+        paths.add(path)
+        key = (ts, app, env, method, path)
+        bucket = self.route_buckets.get(key)
+        if bucket is None:
+            row = self.db.execute("SELECT requests, s4xx, s5xx, 0, 0, hist FROM routes WHERE ts=? AND app=? AND "
+                                  "env=? AND method=? AND path=?", key).fetchone()
+            bucket = self.route_buckets[key] = Bucket.from_row(row) if row else Bucket()
+            bucket.raw = None  # the histogram is enough for a route's p95
+        bucket.add(status, ms, 0.0)
 
     def _stored_bucket(self, key: tuple) -> Bucket:
         row = self.db.execute("SELECT requests, s4xx, s5xx, latency_sum, upstream_sum, hist FROM http WHERE ts=? AND "
@@ -421,8 +424,18 @@ class Collector:
                     b.dirty = False
                 if key[0] + BUCKET_SECONDS + GRACE_SECONDS < now:
                     del self.buckets[key]
+            route_rows = []
+            for key, b in list(self.route_buckets.items()):
+                if b.dirty:
+                    route_rows.append((*key, b.requests, b.s4xx, b.s5xx, b.hist_json()))
+                    b.dirty = False
+                if key[0] + ROUTE_BUCKET_SECONDS + GRACE_SECONDS < now:
+                    del self.route_buckets[key]
+            for key in [k for k in self.route_paths if k[0] + ROUTE_BUCKET_SECONDS + GRACE_SECONDS < now]:
+                del self.route_paths[key]
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR REPLACE INTO http VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany("INSERT OR REPLACE INTO routes VALUES (?,?,?,?,?,?,?,?,?)", route_rows)
             self.db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
                                 [("inode", str(self.tail.inode)), ("offset", str(self.tail.offset))])
             self.db.execute("COMMIT")
@@ -734,6 +747,7 @@ class Collector:
         with self.lock:
             self.db.execute("DELETE FROM http WHERE ts < ?", (now - RETENTION_SECONDS,))
             self.db.execute("DELETE FROM containers WHERE ts < ?", (now - RETENTION_SECONDS,))
+            self.db.execute("DELETE FROM routes WHERE ts < ?", (now - RETENTION_SECONDS,))
             self.db.execute("DELETE FROM alerts WHERE at < ?", (now - ALERT_RETENTION_SECONDS,))
 
     # -------------------------------------------------------------- Prometheus

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from lsprotocol import types
 
@@ -152,4 +153,31 @@ class ManifestFeature(Feature):
                                   types.Position(line, utf16_len(content[:max(end, start)]))),
                 message=f"{err.key}: {err.problem}" if err.key else err.problem,
                 severity=types.DiagnosticSeverity.Error, source="minicloud"))
+        return out + self._firing(lines, snapshot)
+
+    @staticmethod
+    def _firing(lines: list[str], snapshot: Snapshot) -> list[types.Diagnostic]:
+        """A warning on each `[alerts]` rule's line while it fires in the env in view."""
+        firing: dict[str, list[dict]] = {}
+        for alert in ((snapshot.pulse or {}).get("live") or {}).get("firing", []):
+            firing.setdefault(alert["alert"], []).append(alert)
+        if not firing:
+            return []
+        out, table = [], ()
+        for number, text in enumerate(lines):
+            if m := TABLE_LINE.match(text):
+                table = tuple(part.strip().strip('"') for part in m.group(1).split("."))
+                continue
+            key = re.match(r"^\s*([A-Za-z_][\w\-]*)\s*=", text)
+            if table != ("alerts",) or not key or key.group(1) not in firing:
+                continue
+            for alert in firing[key.group(1)]:
+                on = f" on {alert['subject']}" if alert.get("subject") else ""
+                since = time.strftime("%H:%M:%S", time.localtime(alert["since"])) if alert.get("since") else "now"
+                out.append(types.Diagnostic(
+                    range=types.Range(types.Position(number, utf16_len(text[:key.start(1)])),
+                                      types.Position(number, utf16_len(text.rstrip()))),
+                    message=f"alert {alert['alert']} fires in {snapshot.app}/{snapshot.env}{on} since {since}: "
+                            f"{alert.get('value') or alert['rule']}",
+                    severity=types.DiagnosticSeverity.Warning, source="minicloud", code="alert-firing"))
         return out

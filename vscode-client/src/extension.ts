@@ -4,6 +4,8 @@
 // One server answers every app of the workspace (each minicloud.toml, multi-root or nested):
 // commands act on the app of the active editor (its uri is sent) or the one picked; the
 // Environments view lists every app with its envs; the status bar follows the active editor.
+// Live metrics (`minicloud/metrics` notifications) go to the status bar and the tree (a canary's split);
+// the metrics chart is chartPanel's webview.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,13 +14,17 @@ import {
   CloseAction, ErrorAction, ExecuteCommandRequest, LanguageClient, LanguageClientOptions, ServerOptions,
   State, StaticFeature,
 } from 'vscode-languageclient/node';
+import { ChartPanels } from './chartPanel';
+import { MetricsSeries } from './chartData';
 import { formatBatch, LogLine } from './logFormat';
+import { LiveMetrics, metricsKey, showsMetrics, statusBarTooltip, statusBarWithMetrics } from './metricsView';
 import { backoffMs, resolveServerCommand, ServerNotFound } from './serverPath';
-import { AppInfo, appLabel, appNode, appOf, EnvStatus, functionOfFile, statusBarText, statusKey, TreeNode } from './tree';
+import { AppInfo, appLabel, appNode, appOf, EnvStatus, functionOfFile, statusKey, TreeNode } from './tree';
 
 let client: LanguageClient | undefined;
 let crashes = 0;
 const statuses = new Map<string, EnvStatus>(); // by statusKey(app root, env)
+const live = new Map<string, LiveMetrics>(); // the latest minicloud/metrics of each env, by metricsKey(app name, env)
 let apps: AppInfo[] = []; // every app of the workspace: the folders of its minicloud.toml files
 let activeApp: string | undefined; // the app of the active editor (the last one that had an app)
 let logChannel: vscode.OutputChannel;
@@ -26,12 +32,16 @@ let statusItem: vscode.StatusBarItem;
 let tree: EnvironmentsProvider;
 let activeStream: string | undefined;
 let onInvocation: ((result: any) => void) | undefined; // shows a function's result (set at activation)
+let charts: ChartPanels | undefined;
 
-// declares experimental.minicloudLogs and minicloudChanged, so the server sends minicloud/logs
-// notifications and minicloud/changed when a container of an env starts, dies or goes
+// declares experimental.minicloudLogs, minicloudChanged and minicloudMetrics, so the server sends
+// minicloud/logs notifications, minicloud/changed when a container of an env starts, dies or goes,
+// and minicloud/metrics (an env's live numbers, alerts and canary) when they change
 class LogsFeature implements StaticFeature {
   fillClientCapabilities(capabilities: any): void {
-    capabilities.experimental = { ...(capabilities.experimental ?? {}), minicloudLogs: true, minicloudChanged: true };
+    capabilities.experimental = {
+      ...(capabilities.experimental ?? {}), minicloudLogs: true, minicloudChanged: true, minicloudMetrics: true,
+    };
   }
   initialize(): void {}
   getState() { return { kind: 'static' as const }; }
@@ -113,6 +123,15 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
     if (pending) clearTimeout(pending);
     pending = setTimeout(() => { pending = undefined; void refreshStatus(); }, 500);
   });
+  client.onNotification('minicloud/metrics', (params: LiveMetrics) => {
+    if (!params?.app || !params.env) return;
+    const key = metricsKey(params.app, params.env);
+    const canaryBefore = JSON.stringify(live.get(key)?.canary ?? null);
+    live.set(key, params);
+    updateStatusBar();
+    if (JSON.stringify(params.canary ?? null) !== canaryBefore) tree.refresh();
+    charts?.onMetrics(params);
+  });
   client.onDidChangeState((e: { newState: State }) => { if (e.newState === State.Running) crashes = 0; });
   await client.start();
   await findApps();
@@ -122,6 +141,7 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
 async function restartClient(context: vscode.ExtensionContext): Promise<void> {
   const old = client;
   client = undefined;
+  live.clear(); // the new server sends them again
   if (old) { try { await old.stop(); } catch { /* already gone */ } }
   await startClient(context);
 }
@@ -136,6 +156,12 @@ async function run(command: string, arg: object): Promise<any> {
   } finally {
     void refreshStatus();
   }
+}
+
+/** `minicloud.metrics` for the chart: no error notification (the panel shows it) and no status refresh. */
+async function fetchMetrics(arg: object): Promise<MetricsSeries> {
+  if (!client || client.state !== State.Running) throw new Error('the minicloud language server is not running');
+  return await client.sendRequest(ExecuteCommandRequest.type, { command: 'minicloud.metrics', arguments: [arg] }) as MetricsSeries;
 }
 
 // ---- apps
@@ -233,8 +259,11 @@ function updateStatusBar(): void {
   const env = config().get<string>('env', 'test');
   const root = apps.length ? activeApp : undefined;
   const status = statuses.get(statusKey(root, env));
-  statusItem.text = statusBarText(status, env, apps.length > 1 ? appName(root) : undefined);
-  statusItem.tooltip = status?.url ?? (root ? `minicloud: ${root}` : 'minicloud');
+  const metrics = status ? live.get(metricsKey(status.app, env)) : undefined;
+  statusItem.text = statusBarWithMetrics(status, env, apps.length > 1 ? appName(root) : undefined, metrics);
+  statusItem.tooltip = statusBarTooltip(status, root ? `minicloud: ${root}` : 'minicloud', metrics);
+  statusItem.backgroundColor = showsMetrics(status) && metrics?.firing?.length
+    ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
 }
 
 class EnvironmentsProvider implements vscode.TreeDataProvider<TreeNode> {
@@ -244,7 +273,8 @@ class EnvironmentsProvider implements vscode.TreeDataProvider<TreeNode> {
   getChildren(node?: TreeNode): TreeNode[] {
     if (node) return node.children;
     const envs = config().get<string[]>('environments', ['test', 'prod']);
-    return apps.map((app) => appNode(app, statuses, envs, apps.length > 1 && app.root === activeApp));
+    return apps.map((app) => appNode(app, statuses, envs, apps.length > 1 && app.root === activeApp,
+      (name, env) => live.get(metricsKey(name, env))?.canary));
   }
   getTreeItem(node: TreeNode): vscode.TreeItem {
     const item = new vscode.TreeItem(node.label, node.children.length
@@ -405,6 +435,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.window.setStatusBarMessage(`minicloud: ${fn.name} ${r.versions[fn.name]} live in test `
       + `(${((Date.now() - started) / 1000).toFixed(2)}s)`, 5000);
   }));
+  charts = new ChartPanels(fetchMetrics);
+  context.subscriptions.push(charts);
+  reg('minicloud.ui.chart', async (node?: TreeNode) => {
+    const arg = node?.kind === 'env' ? { ...(node.app ? { app: node.app } : {}), env: node.env } : await appAndEnv('Show metrics chart');
+    if (!arg) return;
+    const root = rootOf(arg);
+    const name = statuses.get(statusKey(root, arg.env))?.app ?? appName(root);
+    charts?.show({
+      key: statusKey(root, arg.env), where: root ? { app: root } : arg, env: arg.env,
+      title: name ? `${name}/${arg.env}` : arg.env, appName: statuses.get(statusKey(root, arg.env))?.app,
+    });
+  });
   reg('minicloud.ui.refresh', async () => { await findApps(); await refreshStatus(); });
   reg('minicloud.ui.restartServer', () => restartClient(context));
 

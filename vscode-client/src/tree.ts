@@ -41,6 +41,14 @@ export interface EnvStatus {
   containers: ContainerStatus[];
   releases?: Release[];
   functions?: Record<string, FunctionStatus>;
+  canary?: CanarySplit | null; // not sent yet: the split comes from the `minicloud/metrics` notifications
+}
+
+/** A canary in progress: `percent` of the users on release `canary`, the rest on `serving`. */
+export interface CanarySplit {
+  percent: number;
+  serving: string;
+  canary: string;
 }
 
 export type NodeKind = 'app' | 'env' | 'group' | 'container' | 'release' | 'function';
@@ -119,7 +127,22 @@ export function functionNode(env: string, name: string, f: FunctionStatus, app?:
   };
 }
 
-export function envNode(status: EnvStatus, app?: string): TreeNode {
+/** "canary 10% → 20261127-101500-ab12cd". */
+export function canaryText(split: CanarySplit): string {
+  return `canary ${split.percent}%${split.canary ? ` → ${split.canary}` : ''}`;
+}
+
+/** The canary of an env: the status's own when it carries one (null: none), else `live` (from the latest
+ * `minicloud/metrics` notification) unless the env is stopped or gone (no notification says so). */
+export function canaryOf(status: EnvStatus, live?: CanarySplit | null): CanarySplit | null {
+  const valid = (c: CanarySplit | null | undefined): c is CanarySplit =>
+    !!c && typeof c.percent === 'number' && typeof c.canary === 'string';
+  if (status.canary === null) return null;
+  if (valid(status.canary)) return status.canary;
+  return valid(live) && status.state !== 'stopped' && status.state !== 'not-built' ? live : null;
+}
+
+export function envNode(status: EnvStatus, app?: string, liveCanary?: CanarySplit | null): TreeNode {
   const containers = status.containers.map((c) => ({ ...containerNode(status.env, c), app }));
   const releases = (status.releases ?? []).map((r): TreeNode => ({
     kind: 'release', label: r.id, env: status.env, app, releaseId: r.id, children: [],
@@ -140,19 +163,24 @@ export function envNode(status: EnvStatus, app?: string): TreeNode {
     groups.push({ kind: 'group', label: 'Functions', env: status.env, app, contextValue: 'functions',
       children: functions, description: `${functions.length} · ${instances} instance${instances === 1 ? '' : 's'}` });
   }
+  const split = canaryOf(status, liveCanary);
   return {
     kind: 'env', label: status.env, env: status.env, app, contextValue: 'env',
-    description: `${status.state}${status.release ? ' · ' + status.release : ''}`,
-    tooltip: status.url,
+    description: `${status.state}${status.release ? ' · ' + status.release : ''}${split ? ' · ' + canaryText(split) : ''}`,
+    tooltip: split
+      ? `${status.url}\ncanary: ${split.percent}% of the users on ${split.canary}, the rest on ${split.serving}`
+      : status.url,
     children: groups,
   };
 }
 
-/** An app and its envs (those whose status is known), in the order of `envs`. */
-export function appNode(app: AppInfo, statuses: Map<string, EnvStatus>, envs: string[], active = false): TreeNode {
+/** An app and its envs (those whose status is known), in the order of `envs`; `canary` gives the
+ * live canary split of an env by the app's name (from the `minicloud/metrics` notifications). */
+export function appNode(app: AppInfo, statuses: Map<string, EnvStatus>, envs: string[], active = false,
+  canary?: (appName: string, env: string) => CanarySplit | null | undefined): TreeNode {
   const children = envs.flatMap((env) => {
     const status = statuses.get(statusKey(app.root, env));
-    return status ? [envNode(status, app.root)] : [];
+    return status ? [envNode(status, app.root, canary?.(status.app, env))] : [];
   });
   const name = children.length ? statuses.get(statusKey(app.root, children[0].env))?.app : undefined;
   return {
