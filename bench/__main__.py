@@ -26,6 +26,8 @@ from typing import Any
 
 from bench.canary import GOALS as CANARY_GOALS
 from bench.canary import measure_canary
+from bench.data import GOALS as DATA_GOALS
+from bench.data import measure_data
 from bench.functions import GOALS as FUNCTION_GOALS
 from bench.metrics import GOALS as METRICS_GOALS
 from bench.metrics import measure_metrics
@@ -41,7 +43,7 @@ GOALS = {  # metric: (goal, "<" or ">")
     "sql_tables_completion_p99_ms": (5.0, "<"), "sql_tables_completion_bytes": (64 * 1024, "<"),
     "completion_first_2s_ratio": (2.0, "<"),
     "initialize_5_apps_ms": (600.0, "<"), "rss_idle_5_apps_mb": (80.0, "<"),
-    **FUNCTION_GOALS, **METRICS_GOALS, **CANARY_GOALS,
+    **FUNCTION_GOALS, **METRICS_GOALS, **CANARY_GOALS, **DATA_GOALS,
 }
 PACKAGES = ["FACE_TO_FACE_PAYMENT", "JSAPI_PAY", "QUICK_WAP_WAY", "FAST_INSTANT_TRADE_PAY", "QUICK_MSECURITY_PAY",
             "芝麻信用"]
@@ -637,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_metrics(workdir, args.quick, results, log)
         log("canary: failed requests across start, promote and abort")
         measure_canary(workdir, Path(__file__).with_name("app"), args.quick, results, log)
+        measure_data(workdir, args.quick, results, log)
     finally:
         log("removing what the benchmark created")
         cleanup(instance)

@@ -29,7 +29,7 @@ from .config import (
     LABEL_WORKSPACE,
     workspace_state_dir,
 )
-from .credentials import credentials, credentials_path
+from .credentials import credentials, credentials_path, data_secrets, secrets_path
 from .database import Database
 from .errors import BadInput, MinicloudError, NotBuilt
 from .functions import Functions, Invocation, versions_label
@@ -122,11 +122,12 @@ class Cloud(Workspace):
     def _build_parts(self, env: str, progress: Progress) -> None:
         client, s = self._client(), self.settings
         progress.report("preparing images", 5)
-        built = images.ensure_all(client, ["gateway", *{r.recipe for r in SERVICE_ROLES}], progress)
+        edge = self._edge()
+        wanted = [role for role in SERVICE_ROLES if role.enabled(self._parts(env, edge))]
+        built = images.ensure_all(client, ["gateway", *{r.recipe for r in wanted}], progress)
         progress.check_cancelled()
         if self.manifest.has_server:
             images.runtime_image(client, self.manifest.runtime, self.manifest.images.get("runtime"), progress)
-        edge = self._edge()
         edge.ensure(progress)  # first: a taken gateway port fails before anything else is made
         keeper.ensure(client, s, progress)
         metrics.ensure(client, s, self.manifest, env, edge, progress)  # the collector; the env's [alerts]
@@ -140,8 +141,10 @@ class Cloud(Workspace):
             edge.add_host(host)
         edge.attach(network, self._hosts(env))
         credentials(self.workspace, env, self.app)  # first: the variables every role hands on name them
+        if self.manifest.data is not None:
+            data_secrets(self.workspace, env)
         parts = self._parts(env, edge, sandbox_keys=self._sandbox_keys(env, create=True))
-        for role in SERVICE_ROLES:
+        for role in wanted:
             if role.enabled(parts):
                 progress.report(f"starting the {role.name}", 45)
                 role.ensure(parts, built[role.recipe], progress)
@@ -193,6 +196,7 @@ class Cloud(Workspace):
                 with contextlib.suppress(NotFound):
                     client.volumes.get(s.volume(self.app, env, role.name)).remove(force=True)
             credentials_path(self.workspace, env).unlink(missing_ok=True)
+            secrets_path(self.workspace, env).unlink(missing_ok=True)
         if not client.networks.list(filters={"label": s.label_filter(role="network")}):
             progress.report("no environment is left: removing the gateway and the keeper")
             edge.remove()
@@ -530,8 +534,14 @@ class Cloud(Workspace):
             if not self.manifest.has_server:  # functions alone: they are what must answer
                 fn_route = edge.route(self.settings.app_host(self.app, env) + FUNCTIONS_PATH)
                 state = derive_state(out, None, bool(fn_route and fn_route.stopped), False, functions_only=live is not None)
+        collections = None
+        if self.manifest.data is not None and state in ("running", "degraded"):
+            from .data import DataClient
+
+            with contextlib.suppress(MinicloudError):
+                collections = DataClient(self, env).collections()
         return EnvStatus(env, self.app, state, current, url, out,
-                         list_releases(self._client(), self.settings, self.app, env, current), functions)
+                         list_releases(self._client(), self.settings, self.app, env, current), functions, collections)
 
     def log_batches(self, env: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,
                     grep: str | None = None, roles: list[str] | None = None, fn: str | None = None,

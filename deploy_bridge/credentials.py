@@ -45,3 +45,30 @@ def credentials(workspace: Path, env: str, app: str, create: bool = True) -> DbC
     with os.fdopen(fd, "w") as f:
         json.dump(asdict(creds), f)
     return creds
+
+
+# The data API's ([data]): its PostgreSQL password and the server credential injected into functions and
+# the app, in `.minicloud/<env>/data.json` (0600), kept like db.json.
+@dataclass(frozen=True)
+class DataSecrets:
+    pg_password: str
+    server_key: str
+    server_secret: str
+
+
+def secrets_path(workspace: Path, env: str) -> Path:
+    return workspace_state_dir(workspace, env) / "data.json"
+
+
+def data_secrets(workspace: Path, env: str, create: bool = True) -> DataSecrets | None:
+    """The env's data secrets, made on first use (0600); None when absent and `create` is False."""
+    path = secrets_path(workspace, env)
+    if path.is_file():
+        return DataSecrets(**json.loads(path.read_text()))
+    if not create:
+        return None
+    made = DataSecrets(secrets.token_urlsafe(24), "mck_" + secrets.token_hex(12), secrets.token_urlsafe(32))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(made), f)
+    return made

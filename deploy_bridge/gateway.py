@@ -36,6 +36,7 @@ CONTAINER_CONF = "/etc/minicloud"
 ADMIN = "http://127.0.0.1:8080/_minicloud"
 DEFAULT_CERT_NAME = "minicloud.localhost"  # what a client of an unknown host is shown
 FUNCTIONS_PATH = "/fn"  # HOST/fn in routes.tsv: where the env's functions scheduler takes /fn/ requests
+DATA_PATH = "/cloud"  # HOST/cloud in routes.tsv: where the env's data API takes /cloud/ requests
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,8 @@ class Edge:
                 f"    location / {{ set $minicloud_route {host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
                 f"    location /fn/ {{ set $minicloud_route {host}{FUNCTIONS_PATH}; "
                 "include /etc/nginx/minicloud/proxy.conf; }\n"
+                f"    location /cloud/ {{ set $minicloud_route {host}{DATA_PATH}; "
+                "include /etc/nginx/minicloud/proxy.conf; }\n"
                 "}\n")
 
     def add_host(self, host: str) -> None:
@@ -313,7 +316,7 @@ class Edge:
                         message, stopped=True))
 
     def _put(self, route: Route) -> None:
-        self.add_host(route.host.split("/", 1)[0])  # a route key is HOST or HOST/fn
+        self.add_host(route.host.split("/", 1)[0])  # a route key is HOST, HOST/fn or HOST/cloud
         with self._locked():
             routes = {r.host: r for r in self.routes()}
             routes[route.host] = route

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError, ManifestNotFound, UnknownEnv
+from .services import data_rules
 from .services.alert_rules import check_rule, check_webhook
 
 MANIFEST_NAME = "minicloud.toml"
@@ -61,6 +62,14 @@ class Field:
     check: Callable[[Any], str | None] | None = None  # a value of the right type: None, or what is wrong
 
 
+def _check_data_rule(value: str) -> str | None:
+    try:
+        data_rules.parse(value, "rule")
+    except ValueError as err:
+        return str(err).removeprefix("rule: ")
+    return None
+
+
 def parse_duration(text: str) -> float | None:
     """5m, 90s, 1h (or plain seconds) -> seconds, from 10 s to 24 h; None otherwise."""
     units = {"s": 1, "m": 60, "h": 3600}
@@ -88,6 +97,7 @@ class Table:
 
 
 SERVER_KEYS = ("runtime", "start", "port")  # [app] keys of a server-ful app; a functions-only one has none
+COLLECTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")  # the data API's (a table name in PostgreSQL)
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
 FUNCTION_RUNTIMES = ("nodejs", "python")
 
@@ -211,6 +221,29 @@ SCHEMA: tuple[Table, ...] = (
                   "backoff when it fails).", check=check_webhook, example='"https://hooks.example.com/minicloud"'),
         ),
     ),
+    Table("data", "The serverless data API of every env: documents in MongoDB syntax (on PostgreSQL), files and "
+          "the user's login identity, at https://APP.ENV.localhost:PORT/cloud/v1/ for mini-program front ends, "
+          "functions and the app (docs/data-api.md; SDKs: `minicloud codegen cloud-sdk`).",
+          (
+              Field("session_ttl", "integer", "Seconds a front end's session lasts after its login.", default=7200,
+                    minimum=60, maximum=30 * 86400, example="7200"),
+              Field("max_file_mb", "integer", "Largest file an upload may send, in MB.", default=10, minimum=1,
+                    maximum=30, example="10"),
+              Field("scanner", "string", "Your own scanner: every upload's bytes are POSTed there first; an answer "
+                    '{"ok": false, "reason": "…"} rejects the file (text is also checked by the sandbox\'s '
+                    "content-security capability).", check=check_webhook, example='"http://scanner.internal/scan"'),
+          )),
+    Table("data.collections", "The collections of the data API that have rules, one table each."),
+    Table("data.collections.*", "Who may read and write one collection's documents, as a rule the data API "
+          "enforces inside every query: `true`, `false`, `auth != null`, `doc.FIELD == auth.uid`, "
+          "`doc.FIELD == 'text'`, with `&&`, `||` and parentheses. `_owner` is the uid that added a document. "
+          "A collection without rules is the server's alone (functions and the app).",
+          (
+              Field("read", "string", "Which documents a signed-in user (or anyone) may read and count.",
+                    check=_check_data_rule, example='"doc._owner == auth.uid"'),
+              Field("write", "string", "Which documents a user may add, update and remove.",
+                    check=_check_data_rule, example='"doc._owner == auth.uid"'),
+          )),
     Table("deploy", "How `minicloud deploy ENV` releases (to every env of the app)."),
     Table("deploy.canary", "Every deploy a judged grey release: the new release gets `percent` of the users "
           "(sticky per user) for `judge`, then minicloud promotes it when its error rate is within 0.5 points of "
@@ -247,6 +280,8 @@ def schema_table(path: tuple[str, ...]) -> Table | None:
     if path[0] in ("env", "functions") and len(path) >= 2:
         generic = ".".join((path[0], "*", *path[2:]))
         return TABLES.get(generic)
+    if path[:2] == ("data", "collections") and len(path) >= 3:  # a collection's name is the user's
+        return TABLES.get(".".join(("data", "collections", "*", *path[3:])))
     return None
 
 
@@ -271,6 +306,14 @@ class EnvConfig:
     name: str
     vars: dict[str, str] = field(default_factory=dict)
     sandbox: bool = schema_default("env.*", "sandbox")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    session_ttl: int = schema_default("data", "session_ttl")
+    max_file_mb: int = schema_default("data", "max_file_mb")
+    scanner: str | None = None
+    collections: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"read": rule, "write": rule}
 
 
 @dataclass(frozen=True)
@@ -343,6 +386,7 @@ class Manifest:
     functions: FunctionsConfig = field(default_factory=FunctionsConfig)
     alerts: dict[str, str] = field(default_factory=dict)  # [alerts]: rule name -> rule text, and the webhook
     canary: CanaryConfig | None = None  # [deploy] canary: every deploy judged as a grey release
+    data: DataConfig | None = None  # [data]: the env's data API (documents, files, identity)
 
     @property
     def workspace(self) -> Path:
@@ -639,6 +683,9 @@ def validate(data: dict[str, Any], text: str, file: str) -> list[ManifestError]:
                 elif spec.path == "env" and len(key) > ENV_NAME_MAX:
                     report(here, f"environment name is {len(key)} characters long; at most {ENV_NAME_MAX} "
                                  "allowed (it becomes part of host, container and database names)")
+                elif spec.path == "data.collections" and not COLLECTION_NAME_RE.match(key):
+                    report(here, "collection names are letters, digits and '_', starting with a letter or '_' "
+                                 "(at most 63)")
                 elif spec.path == "functions" and not FUNCTION_NAME_RE.match(key):
                     report(here, "function names are letters, digits, '_' and '-', starting with a letter "
                                  "(at most 48)")
@@ -694,7 +741,16 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         functions=_functions(data.get("functions", {})),
         alerts=dict(data.get("alerts", {})),
         canary=_canary(data.get("deploy", {}).get("canary")),
+        data=_data(data.get("data")),
     )
+
+
+def _data(spec: dict | None) -> DataConfig | None:
+    if spec is None:
+        return None
+    collections = {name: {k: str(v) for k, v in rules.items()} for name, rules in (spec.get("collections") or {}).items()}
+    return DataConfig(**_with_defaults("data", {k: v for k, v in spec.items() if k != "collections"}),
+                      collections=collections)
 
 
 def _canary(spec: dict | None) -> CanaryConfig | None:

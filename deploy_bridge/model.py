@@ -36,6 +36,8 @@ class EnvStatus:
     releases: list[Release] = field(default_factory=list)
     # cloud functions: name -> version, instances (reserved, on_demand, busy, idle), queue, invocations, errors, p95_ms
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the data API's collections: [{"name", "count"}] (None: no [data], or its API does not answer)
+    collections: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

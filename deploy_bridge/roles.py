@@ -18,6 +18,7 @@ import docker
 from . import images
 from .config import Settings
 from .credentials import credentials
+from .data import DataApiRole, DataStoreRole
 from .database import Database
 from .errors import MinicloudError
 from .gateway import FUNCTIONS_PATH, Edge
@@ -126,7 +127,8 @@ class FunctionsRole:
 
 
 # in the order they start; they stop in the reverse order, after the app
-SERVICE_ROLES: tuple[ServiceRole, ...] = (DatabaseRole(), SandboxRole(), FunctionsRole())
+SERVICE_ROLES: tuple[ServiceRole, ...] = (DatabaseRole(), SandboxRole(), DataStoreRole(), FunctionsRole(),
+                                          DataApiRole())
 FUNCTION_INSTANCE = "function"  # the role of the instances the functions scheduler runs
 # every role whose containers an env's logs and status show
 ALL_ROLES: tuple[str, ...] = ("app", *(r.name for r in SERVICE_ROLES), FUNCTION_INSTANCE, "gateway")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .config import Settings
-from .credentials import DB_ALIAS, DB_PORT, DbCredentials
+from .credentials import DB_ALIAS, DB_PORT, DataSecrets, DbCredentials
 from .manifest import Manifest
 from .model import InjectedVar
 
@@ -13,7 +13,8 @@ CA_FILE = "/etc/minicloud/ca.pem"
 
 
 def injected(settings: Settings, manifest: Manifest, env: str, creds: DbCredentials | None,
-             release: str | None = None, app_id: str | None = None) -> list[InjectedVar]:
+             release: str | None = None, app_id: str | None = None,
+             data: DataSecrets | None = None) -> list[InjectedVar]:
     """Every variable with its real value (for the container); `masked()` hides secrets for display."""
     cloud = "minicloud"
     user_vars = f"{manifest.path.name} [env.{env}.vars]"
@@ -46,6 +47,15 @@ def injected(settings: Settings, manifest: Manifest, env: str, creds: DbCredenti
             InjectedVar("ALIPAY_APP_PRIVATE_KEY_PATH", f"{ALIPAY_KEYS_DIR}/app_private.pem",
                         src + " (key file mounted read-only, never in the image)"),
             InjectedVar("ALIPAY_PUBLIC_KEY_PATH", f"{ALIPAY_KEYS_DIR}/platform_public.pem", src),
+        ]
+    if manifest.data is not None:
+        src = "minicloud data API (server credential, .minicloud/{env}/data.json; never for a front end)"
+        out += [
+            InjectedVar("MINICLOUD_DATA_URL", settings.url(settings.app_host(manifest.name, env)) + "/cloud/v1",
+                        "minicloud data API"),
+            InjectedVar("MINICLOUD_DATA_KEY", data.server_key if data else later, src.format(env=env)),
+            InjectedVar("MINICLOUD_DATA_SECRET", data.server_secret if data else later, src.format(env=env),
+                        secret=True),
         ]
     for name, value in manifest.env(env).vars.items():
         out = [v for v in out if v.name != name]

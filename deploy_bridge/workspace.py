@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import variables
 from .config import Settings, settings
-from .credentials import credentials
+from .credentials import credentials, data_secrets
 from .manifest import Manifest, load_manifest
 from .model import InjectedVar
 
@@ -77,7 +77,8 @@ class Workspace:
         keys = self._sandbox_keys(env, create=False)
         creds = credentials(self.workspace, env, self.app, create=False)
         return variables.injected(self.settings, self.manifest, env, creds, release,
-                                  app_id=keys.app_id if keys else None)
+                                  app_id=keys.app_id if keys else None,
+                                  data=data_secrets(self.workspace, env, create=False))
 
     def injected_vars(self, env: str) -> list[InjectedVar]:
         """The variables the app of `env` receives, secrets masked. Needs no engine."""

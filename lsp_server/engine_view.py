@@ -7,7 +7,8 @@ its database's schema (thousands of rows for a real database) and watching the e
 it would hold the server's interpreter while the user types. So it runs here, at idle CPU priority, and
 the server reads one JSON line per change:
 
-    {"kind": "view", "state": ..., "tables": {...} | null, "functions": {...}, "tables_digest": ...}
+    {"kind": "view", "state": ..., "tables": {...} | null, "functions": {...}, "collections": {...} | null,
+     "tables_digest": ...}
                                                             (tables null: the same as the digest's)
     {"kind": "event", "env": ...}                                                a container started, died, went
     {"kind": "away", "error": ...}                                              no engine (retried)
@@ -44,13 +45,22 @@ def read_view(cloud, env: str) -> dict[str, Any]:
     from deploy_bridge.errors import MinicloudError
 
     status = cloud.status(env, stats=False)
-    view: dict[str, Any] = {"state": status.state, "tables": None, "functions": status.functions}
+    view: dict[str, Any] = {"state": status.state, "tables": None, "functions": status.functions,
+                            "collections": None}
     if status.state in ("running", "degraded"):
         try:
             view["tables"] = {t.name: {"columns": [list(c) for c in t.columns], "rows": t.rows}
                               for t in cloud.db_schema(env)}
         except MinicloudError as err:
             view["error"] = str(err)
+        if cloud.manifest.data is not None:
+            from deploy_bridge.data import DataClient
+
+            try:
+                view["collections"] = {c["name"]: {"count": c["count"], "fields": c["fields"]}
+                                       for c in DataClient(cloud, env).schema()}
+            except MinicloudError as err:
+                view["data_error"] = str(err)
     return view
 
 

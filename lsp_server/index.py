@@ -79,6 +79,10 @@ class Snapshot:
     # cloud functions: name -> {runtime, has_code, live: the scheduler's view of it, when it runs}
     functions: dict[str, dict] = field(default_factory=dict)
     function_folders: tuple[str, ...] = ()  # folders under functions/ (with or without a manifest table)
+    # the data API's collections: name -> {"count": n, "fields": {dotted path: JSON type}} (sampled live)
+    collections: dict[str, dict] = field(default_factory=dict)
+    # [data.collections.NAME] rules of the manifest: name -> {"read": rule, "write": rule}; None: no [data]
+    collection_rules: dict[str, dict] | None = None
     # the platform keys trusted to sign ability packages, and the app id they must name: computed by
     # each refresh from the workspace's keys, never persisted (read from the keys on every start)
     trust: tuple[dict, str | None] = field(default=NO_TRUST, compare=False, repr=False)
@@ -91,7 +95,8 @@ class Snapshot:
                 "tables": {n: asdict(t) for n, t in self.tables.items()},
                 "variables": {n: asdict(v) for n, v in self.variables.items()},
                 "granted": sorted(self.granted), "signed_packages": list(self.signed_packages),
-                "functions": self.functions, "function_folders": list(self.function_folders)}
+                "functions": self.functions, "function_folders": list(self.function_folders),
+                "collections": self.collections}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
@@ -102,6 +107,7 @@ class Snapshot:
             variables={n: Variable(**v) for n, v in data.get("variables", {}).items()},
             granted=frozenset(data.get("granted", ())), signed_packages=tuple(data.get("signed_packages", ())),
             functions=dict(data.get("functions", {})), function_folders=tuple(data.get("function_folders", ())),
+            collections=dict(data.get("collections", {})),
         )
 
 
@@ -237,6 +243,9 @@ class Index:
                     v.name: Variable(v.name, v.value, v.source, v.secret) for v in view.injected_vars(self.env)})
             with contextlib.suppress(Exception):
                 snap = self._functions(view, snap)
+            with contextlib.suppress(Exception):
+                data = view.manifest.data
+                snap = replace(snap, collection_rules=dict(data.collections) if data is not None else None)
         snap = self._abilities(snap)
         self.snapshot = snap
         return snap
@@ -302,6 +311,8 @@ class Index:
             read = {n: Table(n, tuple(tuple(c) for c in t["columns"]), t.get("rows")) for n, t in view["tables"].items()}
             # the same tables: the same dict, so that what was prepared from them stays valid
             snap = replace(snap, tables=snap.tables if read == snap.tables else read)
+        if view.get("collections") is not None and view["collections"] != snap.collections:
+            snap = replace(snap, collections=view["collections"])
         live = view.get("functions") or {}
         if snap.functions and live:
             snap = replace(snap, functions={name: {**fn, "live": live[name]} if name in live else fn
@@ -355,7 +366,8 @@ class Index:
             with collector_paused(), self._update:
                 before = self.snapshot
                 snap = self.apply_view(before, message)
-                if snap.tables is before.tables and snap.functions == before.functions:
+                if snap.tables is before.tables and snap.functions == before.functions \
+                        and snap.collections is before.collections:
                     if message.get("tables") is not None:  # the same tables, newly digested: keep the digest
                         self._saved = None
                         self._save(snap)

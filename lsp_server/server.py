@@ -30,6 +30,7 @@ from .apps import NO_APP_MESSAGE, App, Apps
 from .features.ability_files import AbilityFileFeature
 from .features.base import Context, Feature, column_from_utf16, trigger_characters
 from .features.capabilities import CapabilityFeature
+from .features.data import DataFeature
 from .features.env_vars import EnvVarFeature
 from .features.functions import FunctionsFeature
 from .features.manifest import ManifestFeature
@@ -71,7 +72,7 @@ class MinicloudServer(LanguageServer):
         self.log_streams = LogStreams(congested=self.logs_congested)
         self.main_loop: asyncio.AbstractEventLoop | None = None  # set at initialize; threads post to it
         self.features: list[Feature] = [ManifestFeature(), EnvVarFeature(), SqlFeature(), CapabilityFeature(),
-                                        AbilityFileFeature(), FunctionsFeature(), RoutesFeature()]
+                                        AbilityFileFeature(), FunctionsFeature(), RoutesFeature(), DataFeature()]
         self.watch = Watch(self)  # metrics, alerts and canaries as the engine reader's pulses tell them
         self._pending_diagnostics: dict[str, asyncio.TimerHandle] = {}  # uri -> the debounced publish
 

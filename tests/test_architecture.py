@@ -84,3 +84,11 @@ def test_a_broken_verb_module_fails_loudly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "deploy_bridge.cli", "--help"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert out.returncode != 0 and "no_such_module_here" in out.stderr
+
+
+def test_the_keeper_brings_back_every_service_role():
+    """The keeper runs in its own image and cannot import the roles registry: its list must be the same."""
+    from deploy_bridge.roles import SERVICE_ROLES
+    from deploy_bridge.services.keeper import SERVICES
+
+    assert set(SERVICES) == {role.name for role in SERVICE_ROLES}

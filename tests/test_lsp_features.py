@@ -287,7 +287,8 @@ def test_ability_trust_is_part_of_the_snapshot(workspace):
 
     assert {f.name for f in dataclasses.fields(Snapshot)} == {"env", "app", "tables", "variables", "granted",
                                                           "signed_packages", "trust", "functions",
-                                                          "function_folders", "pulse"}
+                                                          "function_folders", "pulse", "collections",
+                                                          "collection_rules"}
     snap = Index(workspace, "test").refresh_local()
     trusted, app_id = snap.trust
     assert trusted and app_id

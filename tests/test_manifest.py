@@ -112,15 +112,18 @@ def _parsed_value(m, table: str, key: str):
         "functions": lambda: m.functions.pool if key == "pool" else getattr(m.functions.functions["f"], key),
         "functions.*": lambda: getattr(m.functions.functions["f"], key),
         "alerts": lambda: m.alerts.get(key),
+        "data": lambda: getattr(m.data, key),
+        # a collection's rules have no default: absent is "the server only"
+        "data.collections.*": lambda: m.data.collections.get("orders", {}).get(key),
     }
     return readers[table]()
 
 
 def test_every_schema_default_is_what_parse_manifest_returns_when_the_key_is_omitted(tmp_path: Path):
-    m = parse_manifest(WITH_FUNCTION, tmp_path / "minicloud.toml")
+    m = parse_manifest(WITH_FUNCTION + "[data]\n[data.collections.orders]\n", tmp_path / "minicloud.toml")
     optional = [(t.path, f) for t in SCHEMA for f in t.fields if not f.required]
     assert {path for path, _ in optional} == {"app", "env.*", "build", "images", "functions", "functions.*",
-                                              "alerts", "deploy.canary"}
+                                              "alerts", "deploy.canary", "data", "data.collections.*"}
     # [deploy] canary exists only with its percent: its judge's default, read from one that has it
     canary = parse_manifest(GOOD + "[deploy.canary]\npercent = 10\n", tmp_path / "minicloud.toml").canary
     assert canary.judge_seconds == parse_duration(TABLES["deploy.canary"].field("judge").default)

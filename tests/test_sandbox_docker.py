@@ -88,10 +88,13 @@ def test_generated_code_runs_a_trade_through_the_sandbox(lang, sandbox, cloud_en
     assert refund["code"] == "10000" and refund["refund_fee"] == "2.50"
     query = run_generated("alipay.trade.query", lang, {"out_trade_no": trade}, env, tmp_path, node_sdk)
     assert query["trade_status"] == "TRADE_SUCCESS"
-    # top-level parameters (not biz_content)
-    token = run_generated("alipay.system.oauth.token", lang, {"grant_type": "authorization_code", "code": "abc"},
-                          env, tmp_path, node_sdk)
-    assert token["code"] == "10000" and token["access_token"]
+    # top-level parameters (not biz_content): a member's auth code, as `minicloud sandbox login` prints it
+    member = "2088102150477652"
+    login = cli(cloud_env.workspace, "sandbox", "login", "test", "--user", member)
+    assert login.returncode == 0, login.stderr
+    token = run_generated("alipay.system.oauth.token", lang,
+                          {"grant_type": "authorization_code", "code": login.stdout.strip()}, env, tmp_path, node_sdk)
+    assert token["code"] == "10000" and token["access_token"] and token["user_id"] == member
     # the call shows in the env's logs
     deadline = time.monotonic() + 10
     while trade not in cli(cloud_env.workspace, "logs", "test", "--role", "sandbox", "--grep", trade).stdout:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BadInput, Cancelled, MinicloudError
 from ..progress import Progress, for_terminal
-from . import capabilities, functions, metrics, parsing, sandbox
+from . import capabilities, data, functions, metrics, parsing, sandbox
 from .parsing import add_verb, common_options
 
 Handler = Callable[[argparse.Namespace], int]
@@ -127,6 +127,8 @@ def _status_text(status) -> str:
         cpu = f"{c.cpu_percent:5.1f}%" if c.cpu_percent is not None else "    -"
         mem = f"{c.mem_bytes / 2**20:7.1f} MiB" if c.mem_bytes is not None else "        -"
         lines.append(f"  {c.role:8} {c.state:9} {c.health or '':9} {cpu} {mem}  {c.name}")
+    if status.collections:
+        lines.append("  collections: " + ", ".join(f"{c['name']} ({c['count']})" for c in status.collections))
     return "\n".join(lines)
 
 
@@ -249,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--tail", type=_tail, metavar="N", help="the last N lines of each container")
     logs.add_argument("--grep", help="only lines matching this regular expression")
     logs.add_argument("--role", metavar="ROLE",
-                      help="only one role's lines: app, db, sandbox, functions (the scheduler), function, gateway")
+                      help="only one role's lines: app, db, sandbox, functions (the scheduler), function, data "
+                           "(the data API), datadb (its PostgreSQL), gateway")
     logs.add_argument("--fn", metavar="NAME", help="only the invocations of this function (with --role function)")
     db = verb("db", cmd_db, "run SQL in the environment's database (a shell without -e)")
     db.add_argument("-e", "--execute", metavar="SQL")
@@ -265,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.register(sub)
     functions.register(sub)
     metrics.register(sub)
+    data.register(sub)
     return parser
 
 

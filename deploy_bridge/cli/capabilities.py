@@ -80,7 +80,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cloud_sdk(args: argparse.Namespace) -> int:
+    """`minicloud codegen cloud-sdk --lang js|python [--out FILE]`: the data API's SDK into the workspace."""
+    from codegen.cloud_sdk import sdk_file
+
+    try:
+        name, source = sdk_file(args.lang)
+    except ValueError as err:
+        raise MinicloudError(str(err)) from None
+    out = Path(args.out) if args.out else _workspace(args) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(source, encoding="utf-8")
+    print(f"wrote {out} (the data API's client; docs/data-api.md)", file=sys.stderr)
+    return 0
+
+
 def cmd_codegen(args: argparse.Namespace) -> int:
+    if args.method == "cloud-sdk":
+        return cmd_cloud_sdk(args)
+    if args.lang not in LANGUAGES:
+        raise MinicloudError(f"--lang {args.lang}: capability calls are generated for {', '.join(sorted(LANGUAGES))}")
     workspace = _workspace(args)
     abilities, _ = load_workspace_abilities(workspace, args.env)
     try:
@@ -110,9 +129,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--env", default="test")
     verb(verbs, "list", cmd_list, "the catalog's packages, which are signed, what they grant",
          env=False).add_argument("--env", default="test")
-    c = add_verb(sub, "codegen", "print code that calls a signed capability")
-    c.add_argument("method", metavar="METHOD", help="e.g. alipay.trade.precreate")
-    c.add_argument("--lang", choices=sorted(LANGUAGES), default="node")
+    c = add_verb(sub, "codegen", "print code that calls a signed capability; `codegen cloud-sdk --lang js|python` "
+                                 "writes the data API's client into the workspace")
+    c.add_argument("method", metavar="METHOD", help="e.g. alipay.trade.precreate, or cloud-sdk")
+    c.add_argument("--lang", choices=sorted({*LANGUAGES, "js"}), default="node")
     c.add_argument("--env", default="test")
     c.add_argument("--out", metavar="FILE")
     c.set_defaults(func=cmd_codegen)

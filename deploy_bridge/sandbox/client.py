@@ -43,3 +43,11 @@ def _call(cloud, env: str, path: str, payload: dict[str, Any] | None = None) -> 
 def pay(cloud, env: str, out_trade_no: str) -> dict[str, Any]:
     """The buyer pays: WAIT_BUYER_PAY → TRADE_SUCCESS."""
     return _call(cloud, env, "/_sandbox/pay", {"out_trade_no": out_trade_no})
+
+
+def login(cloud, env: str, user_id: str) -> dict[str, Any]:
+    """A test member logs in: a single-use auth code (5 minutes), as `my.getAuthCode` gives a mini-program."""
+    if not (len(user_id) == 16 and user_id.isdigit() and user_id.startswith("2088")):
+        raise MinicloudError(f"--user {user_id}: a member's user id is 16 digits starting with 2088, "
+                             "e.g. 2088102150477652")
+    return {**_call(cloud, env, "/_sandbox/auth-code", {"user_id": user_id}), "user_id": user_id, "env": env}

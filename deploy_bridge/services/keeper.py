@@ -28,6 +28,7 @@ from .engine_api import Engine, survive
 
 RECONCILE_SECONDS = 30.0
 MAX_STARTS_PER_MINUTE = 5  # a container that dies at once again is left to its logs, not hammered
+SERVICES = ("db", "sandbox", "functions", "datadb", "data")  # the roles beside the app (deploy_bridge.roles)
 
 
 def routes(path: Path) -> dict[str, tuple[str | None, bool]]:
@@ -67,7 +68,7 @@ class Keeper:
                 live_envs.add((labels.get("minicloud.app"), labels.get("minicloud.env")))
         for c in containers:
             labels = c.get("Labels") or {}
-            if labels.get("minicloud.role") in ("db", "sandbox", "functions") and \
+            if labels.get("minicloud.role") in SERVICES and \
                     (labels.get("minicloud.app"), labels.get("minicloud.env")) in live_envs:
                 out.add(c["Id"])
         return out

@@ -8,6 +8,8 @@ the env's network; the env's HTTPS gateway puts it at https://openapi.APP.ENV.lo
 app id, the timestamp, the RSA2 signature, that a signed ability package grants the method, and the
 required parameters; answers in the real shapes, signed with the platform key, so that the official
 SDKs verify the answers with signature checking on. Trades live in a JSON state file.
+Members log in through `POST /_sandbox/auth-code` (`{"user_id": "2088…"}` → a single-use auth code that
+lives 5 minutes), which `alipay.system.oauth.token` trades for the member's user_id and tokens.
 
 Runs in the sandbox image: standard library, cryptography (Debian's 38) and codegen's catalog and
 ability checks only.
@@ -19,14 +21,17 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -145,9 +150,11 @@ def _amount(value: Any) -> str:
 BUYER = {"buyer_logon_id": "159****5620", "buyer_user_id": "2088101117955611"}
 
 
-def business(api: Api, biz: dict[str, Any], trades: Trades) -> dict[str, Any]:
+def business(api: Api, biz: dict[str, Any], trades: Trades, tokens: Tokens | None = None) -> dict[str, Any]:
     """The answer fields of one granted, well-formed call."""
     method = api.method
+    if method == "alipay.system.oauth.token" and tokens is not None:
+        return tokens.exchange(biz)
     with trades.lock:
         if method in ("alipay.trade.precreate", "alipay.trade.create", "alipay.trade.wap.pay",
                       "alipay.trade.page.pay", "alipay.trade.app.pay"):
@@ -203,6 +210,63 @@ def business(api: Api, biz: dict[str, Any], trades: Trades) -> dict[str, Any]:
     return {f.name: (json.loads(f.example) if f.type == "array" and f.example else f.example) for f in api.response}
 
 
+# ------------------------------------------------------------------ members' auth codes and tokens
+USER_ID_SHAPE = re.compile(r"2088\d{12}")
+AUTH_CODE_TTL = 300  # seconds an auth code lives (as my.getAuthCode's do)
+ACCESS_TOKEN_TTL = 1296000  # 15 days
+REFRESH_TOKEN_TTL = 2592000  # 30 days
+
+
+class Tokens:
+    """Auth codes (issued by POST /_sandbox/auth-code, single use, AUTH_CODE_TTL seconds) and the access
+    and refresh tokens that alipay.system.oauth.token trades them for. In memory: a code outlives no
+    restart, as a member would simply log in again. `clock` (unix seconds) is injectable for tests."""
+
+    def __init__(self, app_id: str, clock: Callable[[], float] = time.time) -> None:
+        self.app_id = app_id
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.codes: dict[str, tuple[str, float]] = {}  # code -> (user_id, expires at)
+        self.refresh: dict[str, tuple[str, float]] = {}  # refresh token -> (user_id, expires at)
+
+    def issue_code(self, user_id: str) -> str:
+        now = self.clock()
+        code = uuid.uuid4().hex
+        with self.lock:
+            self._forget_expired(now)
+            self.codes[code] = (user_id, now + AUTH_CODE_TTL)
+        return code
+
+    def _forget_expired(self, now: float) -> None:
+        for table in (self.codes, self.refresh):
+            for key in [k for k, (_, expires) in table.items() if expires <= now]:
+                del table[key]
+
+    def exchange(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The answer of alipay.system.oauth.token for `authorization_code` + code, or `refresh_token`."""
+        grant = params.get("grant_type")
+        now = self.clock()
+        with self.lock:
+            if grant == "authorization_code":
+                user_id, expires = self.codes.pop(str(params.get("code") or ""), ("", 0.0))
+                if not user_id or expires <= now:  # unknown, used or expired: Alipay says the same
+                    raise invalid_arguments("isv.code-invalid", "授权码code无效")
+            elif grant == "refresh_token":
+                user_id, expires = self.refresh.pop(str(params.get("refresh_token") or ""), ("", 0.0))
+                if not user_id:
+                    raise invalid_arguments("isv.refresh-token-invalid", "刷新令牌refresh_token无效")
+                if expires <= now:
+                    raise invalid_arguments("isv.refresh-token-time-out", "刷新令牌refresh_token过期")
+            else:
+                raise invalid_arguments("isv.grant-type-invalid", f"grant_type参数不正确: {grant!r}")
+            refresh_token = "authusrB" + uuid.uuid4().hex
+            self.refresh[refresh_token] = (user_id, now + REFRESH_TOKEN_TTL)
+        open_id = "0" + hashlib.sha256(f"{self.app_id}/{user_id}".encode()).hexdigest()[:46]
+        return {"user_id": user_id, "open_id": open_id, "access_token": "authusrB" + uuid.uuid4().hex,
+                "expires_in": ACCESS_TOKEN_TTL, "refresh_token": refresh_token, "re_expires_in": REFRESH_TOKEN_TTL,
+                "auth_start": dt.datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S")}
+
+
 # ------------------------------------------------------------------ the gateway
 _grants_lock = threading.Lock()
 
@@ -217,8 +281,13 @@ class Platform:
     abilities_dir: Path
     trades: Trades
     env: str = "ENV"
+    tokens: Tokens | None = None  # made from app_id when not given
     _granted: set[str] | None = None
     _stamp: tuple | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = Tokens(self.app_id)
 
     def granted(self) -> set[str]:
         """Methods granted by valid packages; re-read when the folder changes (grant/verify edit it)."""
@@ -298,6 +367,8 @@ class Handler(BaseHTTPRequestHandler):
                                             "granted": sorted(self.platform.granted())}).encode())
             elif path == "/_sandbox/pay" and verb == "POST":
                 self._pay()
+            elif path == "/_sandbox/auth-code" and verb == "POST":
+                self._auth_code()
             else:
                 self._send(404, b'{"error":"not found"}')
         except Exception as err:  # noqa: BLE001 - a bug here must answer 500, not kill the gateway
@@ -324,7 +395,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 biz = {p.name: params[p.name] for p in api.params if p.name in params}
             self.platform.check_call(api, biz)
-            content = {"code": "10000", "msg": "Success", **business(api, biz, self.platform.trades)}
+            content = {"code": "10000", "msg": "Success",
+                       **business(api, biz, self.platform.trades, self.platform.tokens)}
         except GatewayError as err:
             content = {"code": err.code, "msg": err.msg, "sub_code": err.sub_code, "sub_msg": err.sub_msg}
         text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
@@ -373,7 +445,7 @@ class Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     raise invalid_arguments("invalid-body", "请求体不是合法的 JSON") from None
             self.platform.check_call(api, given)
-            status, content = 200, business(api, given, self.platform.trades)
+            status, content = 200, business(api, given, self.platform.trades, self.platform.tokens)
             code = "10000"
         except GatewayError as err:
             status, code = err.status, err.sub_code
@@ -407,6 +479,21 @@ class Handler(BaseHTTPRequestHandler):
             content += f"{token}\n"
         if not rsa2_verify(self.platform.app_public_key, content.encode("utf-8"), signature):
             raise invalid_arguments("invalid-signature", "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配", 401)
+
+    # ---- the simulated member's login (what my.getAuthCode hands the mini program)
+    def _auth_code(self) -> None:
+        try:
+            body = json.loads(self._body() or b"{}")
+        except ValueError:
+            body = None
+        user_id = body.get("user_id") if isinstance(body, dict) else None
+        if not isinstance(user_id, str) or not USER_ID_SHAPE.fullmatch(user_id):
+            self._send(400, json.dumps({"error": f"user_id must be 16 digits starting with 2088, not {user_id!r}"},
+                                       ensure_ascii=False).encode())
+            return
+        code = self.platform.tokens.issue_code(user_id)
+        log(f"auth code issued for user_id={user_id}")
+        self._send(200, json.dumps({"auth_code": code, "expires_in": AUTH_CODE_TTL}).encode())
 
     # ---- the simulated buyer
     def _pay(self) -> None:

@@ -55,13 +55,16 @@ class ManifestFeature(Feature):
 
     def _tables(self, ctx: Context, m: re.Match[str]) -> list[types.CompletionItem]:
         envs = sorted(set(DEFAULT_ENVS) | set(re.findall(r"^\s*\[\s*env\.([a-z0-9-]+)", ctx.text, re.M)))
+        # what a table's `*` stands for: the env names, the function folders, the live collections
+        fill = {"env": envs, "functions": sorted(ctx.snapshot.function_folders),
+                "data.collections": sorted(set(ctx.snapshot.collections) | set(ctx.snapshot.collection_rules or {}))}
         names: dict[str, str] = {}
         for table in SCHEMA:
             if "*" not in table.path:
                 names[table.path] = table.doc
             else:
-                for env in envs:
-                    names[table.path.replace("*", env)] = table.doc
+                for value in fill.get(table.path.split(".*", 1)[0], []):
+                    names[table.path.replace("*", value)] = table.doc
         start = m.start(1)
         return [types.CompletionItem(label=name, kind=types.CompletionItemKind.Module,
                                      documentation=types.MarkupContent(types.MarkupKind.Markdown, doc),

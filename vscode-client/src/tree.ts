@@ -41,6 +41,7 @@ export interface EnvStatus {
   containers: ContainerStatus[];
   releases?: Release[];
   functions?: Record<string, FunctionStatus>;
+  collections?: { name: string; count: number }[] | null; // the data API's ([data] in the manifest)
   canary?: CanarySplit | null; // not sent yet: the split comes from the `minicloud/metrics` notifications
 }
 
@@ -51,7 +52,7 @@ export interface CanarySplit {
   canary: string;
 }
 
-export type NodeKind = 'app' | 'env' | 'group' | 'container' | 'release' | 'function';
+export type NodeKind = 'app' | 'env' | 'group' | 'container' | 'release' | 'function' | 'collection';
 
 export interface TreeNode {
   kind: NodeKind;
@@ -162,6 +163,14 @@ export function envNode(status: EnvStatus, app?: string, liveCanary?: CanarySpli
     const instances = Object.values(status.functions ?? {}).reduce((n, f) => n + f.reserved + f.on_demand, 0);
     groups.push({ kind: 'group', label: 'Functions', env: status.env, app, contextValue: 'functions',
       children: functions, description: `${functions.length} · ${instances} instance${instances === 1 ? '' : 's'}` });
+  }
+  if (status.collections) {
+    const collections = [...status.collections].sort((a, b) => a.name.localeCompare(b.name))
+      .map((c): TreeNode => ({ kind: 'collection', label: c.name, env: status.env, app, children: [],
+        contextValue: 'collection', description: `${c.count} document${c.count === 1 ? '' : 's'}` }));
+    const total = status.collections.reduce((n, c) => n + c.count, 0);
+    groups.push({ kind: 'group', label: 'Collections', env: status.env, app, contextValue: 'collections',
+      children: collections, description: `${collections.length} · ${total} document${total === 1 ? '' : 's'}` });
   }
   const split = canaryOf(status, liveCanary);
   return {

@@ -98,3 +98,13 @@ test('a saved file belongs to the function of its folder', () => {
   assert.equal(functionOfFile('/ws/shop/functions/README.md', ['/ws/shop']), undefined);
   assert.equal(functionOfFile('/elsewhere/functions/x/index.js', ['/ws/shop']), undefined);
 });
+
+test('an env with a data API lists its collections with their counts', () => {
+  const status: EnvStatus = { env: 'test', app: 'shop', state: 'running', release: 'r1', url: 'https://x', containers: [],
+    collections: [{ name: 'users', count: 1 }, { name: 'orders', count: 12 }] };
+  const group = envNode(status).children.find((c) => c.label === 'Collections');
+  assert.ok(group);
+  assert.deepEqual(group.children.map((c) => [c.label, c.description]), [['orders', '12 documents'], ['users', '1 document']]);
+  assert.equal(group.description, '2 · 13 documents');
+  assert.equal(envNode({ ...status, collections: null }).children.some((c) => c.label === 'Collections'), false);
+});
