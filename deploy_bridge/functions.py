@@ -38,6 +38,8 @@ PORT = 8080
 ROLE = "functions"  # the scheduler; its instances are role "function"
 ENTRY = {"nodejs": "index.js", "python": "main.py"}
 AGENTS_DIR = Path(__file__).resolve().parent / "services" / "agents"
+# the data API's SDKs, mounted into every instance: a function's `context.cloud` (codegen/cloud_sdk)
+SDK_DIR = Path(__file__).resolve().parent.parent / "codegen" / "cloud_sdk"
 IGNORED = {"node_modules", "__pycache__", ".git", ".packages"}
 KEEP_VERSIONS = 10  # per function, besides those a release still names
 
@@ -169,7 +171,7 @@ class Functions:
             "instance": s.instance, "prefix": s.prefix, "app": self.app, "env": self.env,
             "network": s.network(self.app, self.env), "pool": self.manifest.functions.pool,
             "images": {r: images.runtime_image(self.client, r, None) for r in runtimes},
-            "functions_dir": str(self.folder.resolve()), "agents_dir": str(AGENTS_DIR),
+            "functions_dir": str(self.folder.resolve()), "agents_dir": str(AGENTS_DIR), "sdk_dir": str(SDK_DIR),
             "environment": environment, "binds": binds,
             "functions": {name: {"runtime": spec.runtime, "memory": spec.memory, "timeout": spec.timeout,
                                  "concurrency": spec.concurrency, "reserved": spec.reserved,

@@ -43,6 +43,13 @@ def main(event, context):
     return {"total": orders.count(), "caller": (event.get("auth") or {}).get("uid"),
             "asked": (event.get("data") or {}).get("note")}
 """
+TALLY_JS = """\
+// a Node function reaching the data API through its context (the SDK is mounted, the credential injected)
+exports.main = async (event, context) => {
+  const { total } = await context.cloud.database().collection('orders').count();
+  return { total };
+};
+"""
 MANIFEST = """\
 [app]
 name = "dataapp"
@@ -54,6 +61,9 @@ port = 3000
 
 [functions.report]
 runtime = "python"
+
+[functions.tally]
+runtime = "nodejs"
 
 [data]
 max_file_mb = 1
@@ -96,6 +106,8 @@ def data_app(docker_engine, tmp_path_factory):
     (ws / "server.js").write_text(SERVER_JS)
     (ws / "minicloud.toml").write_text(MANIFEST)
     (ws / "functions" / "report" / "main.py").write_text(FUNCTION_PY)
+    (ws / "functions" / "tally").mkdir()
+    (ws / "functions" / "tally" / "index.js").write_text(TALLY_JS)
     shutil.copy(ROOT / "codegen" / "cloud_sdk" / "minicloud_cloud.py", ws / "functions" / "report")
     grant(ws, "test", ["小程序授权", "内容安全"])  # login and the upload's text check are signed capabilities
     cloud = Cloud(ws)
@@ -168,6 +180,8 @@ def test_front_end_script_and_python_function_use_the_sdks(data_app, tmp_path):
     orders = next(c for c in total["collections"] if c["name"] == "orders")
     assert out["fn"] == {"total": orders["count"], "caller": ALICE, "asked": "from the front end"}
     assert out["count"] <= orders["count"]  # the member counts only their own
+    tally = json.loads(minicloud(data_app.workspace, "fn", "invoke", "test", "tally", "--json").stdout)
+    assert tally["result"] == {"total": orders["count"]}  # context.cloud, in a Node function
 
 
 def test_cli_import_export_and_a_bad_line_named(data_app, tmp_path):

@@ -155,6 +155,7 @@ class Scheduler:
         labels = self.labels(runtime, **({"minicloud.fn": reserved_for, "minicloud.fn.reserved": "true"}
                                          if reserved_for else {}))
         binds = [f"{c['functions_dir']}:/functions:ro", f"{c['agents_dir']}:/opt/minicloud-agent:ro",
+                 *([f"{c['sdk_dir']}:/opt/minicloud-sdk:ro"] if c.get("sdk_dir") else []),  # context.cloud
                  *c.get("binds", [])]
         config = {
             "Image": c["images"][runtime], "Cmd": AGENT_COMMAND[runtime], "Labels": labels,

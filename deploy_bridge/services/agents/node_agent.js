@@ -57,6 +57,19 @@ async function specialize(body) {
   return [200, { fn: fn.name, version: fn.version }];
 }
 
+// context.cloud: the env's data API with the server credential (the SDK the scheduler mounts), made once
+let cloudSdk;
+function dataApi() {
+  if (!cloudSdk) {
+    if (!process.env.MINICLOUD_DATA_URL) {
+      throw new Error('context.cloud: this env has no data API (add [data] to minicloud.toml and run minicloud env build)');
+    }
+    cloudSdk = require('/opt/minicloud-sdk/minicloud-cloud.js');
+    cloudSdk.init({});
+  }
+  return cloudSdk;
+}
+
 async function invoke(body) {
   if (!fn) return [409, { error: 'not specialised' }];
   const ctx = body.context || {};
@@ -68,6 +81,7 @@ async function invoke(body) {
     ...rest,
     functionName: fn.name,
     getRemainingTimeInMillis: () => Math.max(0, (ctx.deadline || 0) - Date.now()),
+    get cloud() { return dataApi(); },
   };
   return calls.run({ fn: fn.name, req: ctx.requestId }, async () => {
     console.log(`START ${cold ? 'cold' : 'warm'} version=${fn.version}`);

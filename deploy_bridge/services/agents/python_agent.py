@@ -24,6 +24,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(os.environ.get("MINICLOUD_AGENT_PORT", "9000"))
+SDK_DIR = "/opt/minicloud-sdk"  # the data API's SDKs, mounted read-only by the scheduler
 CALL: contextvars.ContextVar[str | None] = contextvars.ContextVar("call", default=None)
 STATE: dict = {"fn": None}
 LOCK = threading.Lock()
@@ -86,6 +87,20 @@ class Context(dict):
 
     def get_remaining_time_in_millis(self) -> int:
         return int(self.time_left() * 1000)
+
+    @property
+    def cloud(self):
+        """The env's data API with the server credential (minicloud_cloud.Cloud), made on first use."""
+        if STATE.get("cloud") is None:
+            if not os.environ.get("MINICLOUD_DATA_URL"):
+                raise RuntimeError("context.cloud: this env has no data API (add [data] to minicloud.toml and "
+                                   "run minicloud env build)")
+            if SDK_DIR not in sys.path:
+                sys.path.append(SDK_DIR)
+            from minicloud_cloud import Cloud
+
+            STATE["cloud"] = Cloud()
+        return STATE["cloud"]
 
 
 def invoke(body: dict) -> tuple[int, dict]:
