@@ -7,7 +7,8 @@ not be deserialized (it drops it). What we use for that, and only here:
 - `LanguageServer._stop_event`: the `threading.Event` that `shutdown()` sets and `run_async` polls;
 - `JsonRPCProtocol._send_response(msg_id, result=None, error=None)`: writes one response message;
 - `pygls.io_.run_async(stop_event, reader, protocol, logger, error_handler)` and the framing it
-  parses (`Content-Length: N\\r\\n`, a blank line, then `readexactly(N)` from the reader).
+  parses (`Content-Length: N\\r\\n`, a blank line, then `readexactly(N)` from the reader);
+- `JsonRPCProtocol._converter`: the cattrs converter that (de)serializes every message (warmup.py).
 
 tests/test_pygls_compat.py asserts each of these on the installed pygls: an upgrade that renames or
 changes one fails there, not in an editor.
@@ -26,6 +27,11 @@ from pygls.protocol import JsonRPCProtocol
 from pygls.server import JsonRPCServer
 
 STOP_EVENT_ATTRIBUTE = "_stop_event"
+
+
+def converter(protocol: JsonRPCProtocol) -> Any:
+    """The cattrs converter the protocol serializes messages with."""
+    return protocol._converter  # private: see the module doc
 
 
 def frame_header(length: int) -> bytes:

@@ -25,7 +25,7 @@ from pygls.protocol import LanguageServerProtocol
 
 from deploy_bridge.model import format_log_line
 
-from . import commands, pygls_compat, resolve
+from . import commands, pygls_compat, resolve, warmup
 from .apps import NO_APP_MESSAGE, App, Apps
 from .features.ability_files import AbilityFileFeature
 from .features.base import Context, Feature, column_from_utf16, trigger_characters
@@ -75,6 +75,7 @@ class MinicloudServer(LanguageServer):
                                         AbilityFileFeature(), FunctionsFeature(), RoutesFeature(), DataFeature()]
         self.watch = Watch(self)  # metrics, alerts and canaries as the engine reader's pulses tell them
         self._pending_diagnostics: dict[str, asyncio.TimerHandle] = {}  # uri -> the debounced publish
+        self.warmed = False
 
     # ---- set-up
     def configure(self, folders: list[str], env: str | None, defer_threads: bool = False) -> None:
@@ -316,6 +317,9 @@ def initialize(ls: MinicloudServer, params: types.InitializeParams) -> None:
     else:
         folders = []
     ls.configure(folders, options.get("env"), defer_threads=True)
+    if not ls.warmed:  # once per process: the first requests then convert nothing for the first time
+        ls.warmed = True
+        log.debug("message types warmed in %.0f ms", warmup.warm(pygls_compat.converter(ls.protocol)))
 
 
 @server.feature(types.INITIALIZED)

@@ -30,6 +30,7 @@ http.createServer((req, res) => {
   if (path === '/healthz') return send(200, { ok: true });
   if (path === '/fail/on') { failing = true; return send(200, { failing }); }
   if (path === '/fail/off') { failing = false; return send(200, { failing }); }
+  if (path === '/slow') return setTimeout(() => send(200, { slow: true }), 400);
   if (failing) return send(500, { error: 'made to fail' });
   if (path.startsWith('/orders/')) return send(200, { id: path.slice(8) });
   if (path === '/orders') return send(req.method === 'POST' ? 201 : 200, { orders: [] });
@@ -49,6 +50,7 @@ sandbox = false
 
 [alerts]
 error_rate = "5xx > 20% for 2s"
+latency = "p95 > 300ms for 2s"
 """
 
 ROUTES_JS = """\
@@ -162,12 +164,15 @@ async def test_alert_asks_with_actions_marks_its_line_and_resolves(client: Langu
     rule_line = manifest_text.split("\n").index('error_rate = "5xx > 20% for 2s"')
     assert send(metrics_app, "GET", "/fail/on") == [200]
     try:
-        asked = None
+        asked = slow = None
         deadline = time.monotonic() + 60
-        while asked is None:  # failing requests until the alert reaches the editor
-            assert time.monotonic() < deadline, "the alert never reached the editor"
-            await asyncio.to_thread(send, metrics_app, "GET", "/orders", 5)
+        while asked is None or slow is None:  # failing and slow requests until both alerts reach the editor
+            assert time.monotonic() < deadline, "the alerts never reached the editor"
+            await asyncio.gather(asyncio.to_thread(send, metrics_app, "GET", "/orders", 5),
+                                 asyncio.to_thread(send, metrics_app, "GET", "/slow", 1))
             asked = next((a for a in client.asked if "error_rate" in a.message), None)
+            slow = next((a for a in client.asked if "latency" in a.message), None)
+        assert "p95" in slow.message
         assert asked.type == types.MessageType.Warning and "lspmetrics/test" in asked.message
         assert [a.title for a in asked.actions] == ["Show logs", "Roll back"]
         # "Show logs" (the client's answer) streams the env's logs to the log panel
@@ -177,9 +182,9 @@ async def test_alert_asks_with_actions_marks_its_line_and_resolves(client: Langu
             found = client.diagnostics.get(manifest_uri, [])
             return [d for d in found if d.code == "alert-firing"]
 
-        warnings = await wait_for(firing_warning, 20, "a warning on the rule's line")
-        assert warnings[0].range.start.line == rule_line
-        assert warnings[0].severity == types.DiagnosticSeverity.Warning
+        warnings = await wait_for(lambda: [d for d in firing_warning() if d.range.start.line == rule_line], 20,
+                                  "a warning on the rule's line")
+        assert warnings[0].severity == types.DiagnosticSeverity.Warning and "error_rate" in warnings[0].message
         metrics = await wait_for(lambda: [m for m in client.metrics if field(m, "firing")], 20,
                                  "the firing alert in minicloud/metrics")
         assert field(metrics[-1], "app") == "lspmetrics" and field(metrics[-1], "env") == "test"
@@ -187,8 +192,9 @@ async def test_alert_asks_with_actions_marks_its_line_and_resolves(client: Langu
         assert send(metrics_app, "GET", "/fail/off") == [200]
     # healthy traffic: the 5xx share falls under the rule and the alert resolves
     deadline = time.monotonic() + 60
-    while not any("resolved" in s.message and "error_rate" in s.message for s in client.messages):  # window/showMessage
-        assert time.monotonic() < deadline, "the alert never resolved in the editor"
+    while not all(any("resolved" in s.message and name in s.message for s in client.messages)
+                  for name in ("error_rate", "latency")):  # window/showMessage
+        assert time.monotonic() < deadline, "the alerts never resolved in the editor"
         await asyncio.to_thread(send, metrics_app, "GET", "/orders", 5)
     await wait_for(lambda: not firing_warning(), 20, "the rule's warning to go")
 
