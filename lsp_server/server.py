@@ -319,7 +319,8 @@ def initialize(ls: MinicloudServer, params: types.InitializeParams) -> None:
     ls.configure(folders, options.get("env"), defer_threads=True)
     if not ls.warmed:  # once per process: the first requests then convert nothing for the first time
         ls.warmed = True
-        log.debug("message types warmed in %.0f ms", warmup.warm(pygls_compat.converter(ls.protocol)))
+        took, failed = warmup.warm(pygls_compat.converter(ls.protocol))
+        log.debug("message types warmed in %.0f ms%s", took, f" ({len(failed)} failed)" if failed else "")
 
 
 @server.feature(types.INITIALIZED)

@@ -67,18 +67,19 @@ OUTGOING: list[Any] = [
 ]
 
 
-def warm(converter) -> float:
-    """Convert one of each; returns the milliseconds it took. A type that fails is skipped (it will be
-    converted, slowly but correctly, when it is first used)."""
+def warm(converter) -> tuple[float, list[str]]:
+    """Convert one of each: (the milliseconds it took, the types that failed). A type that fails is
+    skipped (it is converted, slowly but correctly, when first used); tests keep the list empty."""
     started = time.perf_counter()
+    failed = []
     for data, kind in INCOMING:
         try:
             converter.structure(data, kind)
         except Exception as err:  # noqa: BLE001 - warming is an optimisation, never a failure
-            log.debug("warming %s: %s", kind.__name__, err)
+            failed.append(f"{kind.__name__}: {err}")
     for value in OUTGOING:
         try:
             converter.unstructure(value)
         except Exception as err:  # noqa: BLE001
-            log.debug("warming %s: %s", type(value).__name__, err)
-    return (time.perf_counter() - started) * 1000
+            failed.append(f"{type(value).__name__}: {err}")
+    return (time.perf_counter() - started) * 1000, failed

@@ -111,3 +111,16 @@ def test_run_async_reads_our_framing_and_stops_at_end_of_input():
     asyncio.run(scenario())
     assert [m["params"]["i"] for m in handled] == [0, 1, 2]
     assert pygls_compat.frame_header(12) == b"Content-Length: 12\r\n"
+
+
+def test_the_protocols_converter_is_reachable_and_every_warmed_message_converts():
+    """warmup.py converts a sample of each message through pygls' own converter: an lsprotocol or pygls
+    upgrade that moves the converter or changes a type fails here, not as a slow first completion."""
+    from lsp_server import pygls_compat, warmup
+    from lsp_server.server import server
+
+    converter = pygls_compat.converter(server.protocol)
+    took, failed = warmup.warm(converter)
+    assert failed == []
+    completion = converter.unstructure(warmup.OUTGOING[0])
+    assert completion["isIncomplete"] is True and completion["items"][0]["textEdit"]["newText"] == "x"
