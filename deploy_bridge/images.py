@@ -30,7 +30,7 @@ from .progress import NullProgress, Progress
 BASE_REPO = "minicloud/base"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = os.environ.get("MINICLOUD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-RECIPES = ("nodejs", "python", "java", "mariadb", "postgres", "gateway", "sandbox")
+RECIPES = ("nodejs", "python", "java", "mariadb", "postgres", "gateway", "sandbox", "registry")
 RUNTIME_RECIPES = {"nodejs": "nodejs", "python": "python", "java": "java"}
 
 # one build of a given image at a time inside this process (the server may build from two commands)

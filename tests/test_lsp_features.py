@@ -312,3 +312,14 @@ async def test_env_tables_offer_their_keys_and_the_vars_table(client, workspace)
     assert {"sandbox", "vars"} <= labels
     vars_item = next(i for i in items if i.label == "vars")
     assert vars_item.insert_text.startswith("vars = {")
+
+
+def test_positions_of_offsets_match_counting_lines_in_utf16():
+    """offset_to_position indexes a text's lines once; what it says must equal counting them each time."""
+    from lsp_server.features.base import offset_to_position
+
+    text = "a\n😀 é\n\n" + "x = '订单'\n" * 50 + "end"
+    for offset in range(len(text) + 1):
+        line, start = text.count("\n", 0, offset), text.rfind("\n", 0, offset) + 1
+        found = offset_to_position(text, offset)
+        assert (found.line, found.character) == (line, len(text[start:offset].encode("utf-16-le")) // 2)

@@ -7,6 +7,8 @@ whose trigger fires. Features never do I/O: they read the document and the in-me
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -155,10 +157,21 @@ class Feature:
         return item
 
 
+@functools.lru_cache(maxsize=8)
+def _line_starts(text: str) -> list[int]:
+    """Where each line of `text` starts: made once per document text (a string caches its own hash), so
+    that a feature placing a hundred diagnostics in a long file does not count its lines a hundred times."""
+    starts, at = [0], text.find("\n")
+    while at >= 0:
+        starts.append(at + 1)
+        at = text.find("\n", at + 1)
+    return starts
+
+
 def offset_to_position(text: str, offset: int) -> types.Position:
-    line = text.count("\n", 0, offset)
-    start = text.rfind("\n", 0, offset) + 1
-    return types.Position(line, utf16_len(text[start:offset]))
+    starts = _line_starts(text)
+    line = bisect.bisect_right(starts, offset) - 1
+    return types.Position(line, utf16_len(text[starts[line]:offset]))
 
 
 def span_range(text: str, start: int, end: int) -> types.Range:

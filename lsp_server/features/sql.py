@@ -25,8 +25,8 @@ QUALIFIED = re.compile(r"\b(\w+)\.(\w*)$")
 PARTIAL_WORD = re.compile(r"(\w*)$")
 TABLE_REFS = re.compile(r"\b(?:from|join|into|update)\s+[`\"]?(\w+)[`\"]?(?:\s+(?:as\s+)?(?!where|join|on|set|values|left|right|inner|outer|order|group|limit)(\w+))?", re.I)
 INSERT_COLUMNS = re.compile(r"\binto\s+[`\"]?(\w+)[`\"]?\s*\([^)]*$", re.I)
-MAX_TABLE_ITEMS = 50  # tables in one answer; beyond, the list is narrowed by the typed word and incomplete
-INLINE_DOCS_BUDGET = 30_000  # characters of documentation inlined in one answer, for clients without resolve
+MAX_TABLE_ITEMS = 30  # tables in one answer (an editor shows ~12); beyond, narrowed by the typed word, incomplete
+INLINE_DOCS_BUDGET = 16_000  # characters of documentation inlined in one answer, for clients without resolve
 
 
 class Prepared:

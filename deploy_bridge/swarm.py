@@ -1,0 +1,77 @@
+"""Docker Swarm as minicloud sees it: is this engine a manager, and which nodes does its swarm have.
+
+Small and docker-py only. On this kind of machine the kernel has no IPVS, so services use endpoint mode
+`dnsrr` and host-mode published ports (the virtual IP and the ingress routing mesh do not answer).
+"""
+
+from __future__ import annotations
+
+import docker
+
+from .errors import MinicloudError
+
+INIT_COMMAND = "docker swarm init --advertise-addr <an address of this machine that the other nodes reach>"
+
+
+def _swarm_info(client: docker.DockerClient) -> dict:
+    return client.info().get("Swarm") or {}
+
+
+def is_manager(client: docker.DockerClient) -> bool:
+    """True when the engine is an active member of a swarm and a manager (it can create services)."""
+    info = _swarm_info(client)
+    return info.get("LocalNodeState") == "active" and bool(info.get("ControlAvailable"))
+
+
+def require_manager(client: docker.DockerClient) -> None:
+    """Raise MinicloudError saying why and how to fix it unless the engine is a swarm manager."""
+    info = _swarm_info(client)
+    state = info.get("LocalNodeState") or "inactive"
+    if state == "active" and info.get("ControlAvailable"):
+        return
+    if state == "active":
+        managers = ", ".join(m.get("Addr", "?") for m in info.get("RemoteManagers") or []) or "unknown"
+        raise MinicloudError(
+            "this Docker engine is a swarm worker, not a manager: it cannot create or list services",
+            hint=f"point minicloud at a manager of the swarm (DOCKER_HOST; managers: {managers}), or promote "
+                 f"this node from a manager: docker node promote {info.get('NodeID') or '<node>'}")
+    if state == "locked":
+        raise MinicloudError("this Docker engine's swarm is locked (autolock): it cannot act as a manager",
+                             hint="docker swarm unlock (with the swarm's unlock key)")
+    if state == "pending":
+        raise MinicloudError("this Docker engine is still joining a swarm", hint="wait and retry; `docker info` "
+                             "shows the state, `docker swarm leave --force` gives up")
+    if state == "error":
+        error = info.get("Error") or "unknown error"
+        raise MinicloudError(f"this Docker engine's swarm is in an error state: {error}",
+                             hint=f"docker swarm leave --force, then {INIT_COMMAND}")
+    raise MinicloudError("this Docker engine is not part of a swarm (Docker Swarm mode is inactive)",
+                         hint=f"make this engine a swarm manager: {INIT_COMMAND}")
+
+
+def _address(attrs: dict) -> str:
+    addr = (attrs.get("Status") or {}).get("Addr") or ""
+    manager = (attrs.get("ManagerStatus") or {}).get("Addr") or ""
+    if (not addr or addr == "0.0.0.0") and manager:
+        addr = manager.rsplit(":", 1)[0]
+    return addr
+
+
+def node_table(client: docker.DockerClient) -> list[dict]:
+    """The swarm's nodes, managers first: id, hostname, role, state, availability, address, leader."""
+    require_manager(client)
+    rows = []
+    for node in client.nodes.list():
+        attrs = node.attrs
+        spec = attrs.get("Spec") or {}
+        rows.append({
+            "id": attrs["ID"],
+            "hostname": (attrs.get("Description") or {}).get("Hostname", ""),
+            "role": spec.get("Role", ""),
+            "state": (attrs.get("Status") or {}).get("State", ""),
+            "availability": spec.get("Availability", ""),
+            "address": _address(attrs),
+            "leader": bool((attrs.get("ManagerStatus") or {}).get("Leader")),
+        })
+    rows.sort(key=lambda r: (r["role"] != "manager", r["hostname"], r["id"]))
+    return rows
