@@ -65,6 +65,16 @@ def _replace_if_changed(parts, name: str, image: str, fingerprint: str):
     return None
 
 
+def _fails_if_exited(container, message: str):
+    """A poll_until `on_wait`: a container that exited while we wait for it fails at once, with its logs."""
+    def check() -> None:
+        container.reload()
+        if container.status == "exited":
+            raise MinicloudError(message, details=tail_logs(container))
+
+    return check
+
+
 class DataStoreRole:
     """PostgreSQL: the documents, the sessions and the files' records."""
 
@@ -87,11 +97,7 @@ class DataStoreRole:
         self.started(parts, parts.client.containers.get(name), progress)
 
     def started(self, parts, container, progress: Progress) -> None:
-        def exited() -> None:
-            container.reload()
-            if container.status == "exited":
-                raise MinicloudError(f"PostgreSQL of {parts.app}/{parts.env} stopped while starting",
-                                     details=tail_logs(container))
+        exited = _fails_if_exited(container, f"PostgreSQL of {parts.app}/{parts.env} stopped while starting")
 
         def ready() -> bool:
             code, _ = container.exec_run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(PG_PORT)])
@@ -162,12 +168,7 @@ class DataApiRole:
         self.started(parts, parts.client.containers.get(name), progress)
 
     def started(self, parts, container, progress: Progress) -> None:
-        def exited() -> None:
-            container.reload()
-            if container.status == "exited":
-                raise MinicloudError(f"the data API of {parts.app}/{parts.env} did not start",
-                                     details=tail_logs(container))
-
+        exited = _fails_if_exited(container, f"the data API of {parts.app}/{parts.env} did not start")
         if not poll_until(lambda: parts.edge.probe(container.name, API_PORT, HEALTH) == 200, 60, 0.2,
                           on_wait=exited):
             raise MinicloudError(f"the data API of {parts.app}/{parts.env} did not start",

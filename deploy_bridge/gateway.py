@@ -36,6 +36,7 @@ CONTAINER_CONF = "/etc/minicloud"
 ADMIN = "http://127.0.0.1:8080/_minicloud"
 DEFAULT_CERT_NAME = "minicloud.localhost"  # what a client of an unknown host is shown
 FUNCTIONS_PATH = "/fn"  # HOST/fn in routes.tsv: where the env's functions scheduler takes /fn/ requests
+UPSTREAM_SYSCTLS = {"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 65000"}
 DATA_PATH = "/cloud"  # HOST/cloud in routes.tsv: where the env's data API takes /cloud/ requests
 
 
@@ -158,7 +159,8 @@ class Edge:
         self._prepare_files()
         current = self.container()
         if current is not None:
-            wanted = current.labels.get("minicloud.port") == str(port) and current.image.tags[:1] == [image]
+            wanted = current.labels.get("minicloud.port") == str(port) and current.image.tags[:1] == [image] \
+                and (current.attrs.get("HostConfig") or {}).get("Sysctls") == UPSTREAM_SYSCTLS
             if wanted and current.status == "running":
                 return current
             if wanted:
@@ -178,6 +180,10 @@ class Edge:
                 volumes={str(self.folder): {"bind": CONTAINER_CONF, "mode": "ro"},
                          str(self.folder / "access"): {"bind": "/var/log/minicloud", "mode": "rw"}},
                 restart_policy={"Name": "unless-stopped"}, log_config=LOG_CONFIG,
+                # every proxied request opens a connection to its upstream: at a thousand requests a second
+                # the default ports (28k, each held 60 s in TIME_WAIT after it closes) run out in half a
+                # minute and connects fail (502). Reuse TIME_WAIT ports and take the whole range.
+                sysctls=UPSTREAM_SYSCTLS,
             )
         except APIError as err:
             if "port is already allocated" in str(err) or "address already in use" in str(err):
