@@ -86,7 +86,8 @@ def ensure_registry(client: docker.DockerClient, settings_or_name: RegistrySetti
     """
     s = _settings(settings_or_name, port, bind, labels)
     image = images.ensure_recipe(client, "registry", progress)
-    config = hashlib.sha256(json.dumps([image, s.port, sorted(s.bind), s.volume_name]).encode()).hexdigest()[:12]
+    recipe = json.dumps([image, s.port, sorted(s.bind), s.volume_name])
+    config = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     container = _container(client, s.name)
     if container is not None and container.labels.get(LABEL_CONFIG) != config:
         container.remove(force=True)
@@ -104,7 +105,8 @@ def ensure_registry(client: docker.DockerClient, settings_or_name: RegistrySetti
                 volumes={s.volume_name: {"bind": DATA_PATH, "mode": "rw"}},
                 restart_policy={"Name": "unless-stopped"})
         except APIError as err:
-            raise MinicloudError(f"cannot create the registry container {s.name}: {err.explanation or err}") from None
+            raise MinicloudError(f"cannot create the registry container {s.name}: "
+                                 f"{err.explanation or err}") from None
     if container.status != "running":
         try:
             container.start()
@@ -199,7 +201,8 @@ def _push_failed(image: str, address: str, error: str) -> MinicloudError:
         hint = f"is the registry running and published at {address}? (registry.ensure_registry)"
     else:
         hint = f"check the registry's log (docker logs {DEFAULT_NAME} or the name it was given)"
-    return MinicloudError(f"pushing {image} to the registry at {address} failed: {error.strip()[:300]}", hint=hint)
+    return MinicloudError(f"pushing {image} to the registry at {address} failed: {error.strip()[:300]}",
+                          hint=hint)
 
 
 # ---------------------------------------------------------------------------------- HTTP API

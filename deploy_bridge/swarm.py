@@ -39,8 +39,9 @@ def require_manager(client: docker.DockerClient) -> None:
         raise MinicloudError("this Docker engine's swarm is locked (autolock): it cannot act as a manager",
                              hint="docker swarm unlock (with the swarm's unlock key)")
     if state == "pending":
-        raise MinicloudError("this Docker engine is still joining a swarm", hint="wait and retry; `docker info` "
-                             "shows the state, `docker swarm leave --force` gives up")
+        raise MinicloudError("this Docker engine is still joining a swarm",
+                             hint="wait and retry; `docker info` shows the state, "
+                                  "`docker swarm leave --force` gives up")
     if state == "error":
         error = info.get("Error") or "unknown error"
         raise MinicloudError(f"this Docker engine's swarm is in an error state: {error}",
