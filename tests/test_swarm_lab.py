@@ -5,6 +5,7 @@ recipe) on the host engine. Workers start empty: an image they run can only come
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -18,7 +19,13 @@ from deploy_bridge.errors import MinicloudError
 from deploy_bridge.progress import NullProgress
 from tests.swarm_lab import SwarmLab, swarm_lab
 
-pytestmark = pytest.mark.docker
+# Making the host engine a swarm manager and leaving the swarm again (the lab's way) empties the embedded
+# DNS of every container already running on it: an env built before the lab answers 502 after it (seen in
+# CI, where the session's envs live through the whole run). Until the lab's manager is an engine of its
+# own (a third namespace), it runs only when asked, on an engine nobody else uses.
+needs_lab = pytest.mark.skipif(
+    os.environ.get("MINICLOUD_SWARM_LAB") != "1",
+    reason="the swarm lab resets the host engine's container DNS: MINICLOUD_SWARM_LAB=1 on an otherwise idle engine")
 
 # A 2 MB image: a static busybox on scratch, serving the page written at start (its hostname) on :8000.
 HELLO = """FROM {base} AS tools
@@ -100,6 +107,8 @@ def http_get_in(container, ip: str, port: int) -> str:
     return text.split("\r\n\r\n", 1)[1].strip()
 
 
+@pytest.mark.docker
+@needs_lab
 def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(docker_engine):
     host = docker_engine
     with swarm_lab(workers=2, host=host) as lab:
@@ -197,6 +206,8 @@ def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(d
         assert "is the registry running" in no.value.hint
 
 
+@pytest.mark.docker
+@needs_lab
 def test_require_manager_refuses_an_engine_in_no_swarm(docker_engine):
     with swarm_lab(workers=1, join=False, host=docker_engine) as lab:
         engine = lab.worker_clients[0]
