@@ -1,8 +1,8 @@
-"""
+"""A Docker Swarm on one machine, for tests: the host engine as the manager, extra `dockerd`s as workers.
+
 KNOWN PROBLEM (session 6): making the host engine a swarm manager and leaving again empties the embedded
 DNS of the containers already running on it (an env built before the lab answers 502 after it). The
 tests that use the lab run only with MINICLOUD_SWARM_LAB=1 until the manager is a namespaced engine too.
-A Docker Swarm on one machine, for tests: the host engine as the manager, extra `dockerd`s as workers.
 
     with swarm_lab(workers=2) as lab:
         lab.host                 # docker.DockerClient of the host engine (the manager)
