@@ -241,4 +241,6 @@ async def test_answering_roll_back_rolls_the_env_back(client: LanguageClient, me
         return release if release != broken else None
 
     assert await wait_for(serving, 60, "the rollback the answer asked for") == before
-    assert send(metrics_app, "GET", "/orders/1") == [200]
+    # the route file names the release a moment before the gateway has applied it: the answers follow
+    await wait_for(lambda: send(metrics_app, "GET", "/orders/1") == [200], 10, "the rolled-back release to answer")
+    assert metrics_app.status("test", stats=False).release == before
