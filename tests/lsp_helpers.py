@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -82,3 +83,14 @@ async def complete(client: LanguageClient, workspace: Path, name: str, text: str
         types.TextDocumentIdentifier(uri), pos))
     return result.items if isinstance(result, types.CompletionList) else (result or [])
 
+
+async def wait_for(predicate, seconds: float = 30, what: str = "condition"):
+    """Poll `predicate` on the event loop until it gives something true (returned), or fail at the deadline."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)

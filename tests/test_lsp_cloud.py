@@ -15,7 +15,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bench.load import request
 
-from .lsp_helpers import SERVER, complete, start
+from .lsp_helpers import SERVER, complete, start, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -59,14 +59,6 @@ def lines_of(client: LanguageClient) -> list[str]:
         lines = batch["lines"] if isinstance(batch, dict) else batch.lines
         out += [ln["line"] if isinstance(ln, dict) else ln.line for ln in lines]
     return out
-
-
-async def wait_for(predicate, seconds: float = 30, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def add_until_seen(client: LanguageClient, cloud_env, seen, what: str) -> None:

@@ -16,7 +16,7 @@ from pytest_lsp import LanguageClient
 
 from bench.load import trusting
 
-from .lsp_helpers import SERVER, capabilities, open_doc
+from .lsp_helpers import SERVER, capabilities, open_doc, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -80,17 +80,6 @@ def metrics_app(docker_engine, tmp_path_factory):
 def send(cloud, method: str, path: str, n: int = 1) -> list[int]:
     with httpx.Client(verify=trusting(cloud.ca_path()), timeout=30) as http:
         return [http.request(method, cloud.url("test") + path).status_code for _ in range(n)]
-
-
-async def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @pytest_lsp.fixture(config=SERVER)
