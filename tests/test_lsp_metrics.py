@@ -31,6 +31,13 @@ http.createServer((req, res) => {
   if (path === '/fail/on') { failing = true; return send(200, { failing }); }
   if (path === '/fail/off') { failing = false; return send(200, { failing }); }
   if (path === '/slow') return setTimeout(() => send(200, { slow: true }), 400);
+  if (path === '/burn') {  // a CPU loop for 8 s, in slices so that requests are still answered
+    send(200, { burning: true }); const until = Date.now() + 8000;
+    const step = () => { const end = Date.now() + 50; while (Date.now() < end) Math.sqrt(Math.random());
+      if (Date.now() < until) setImmediate(step); };
+    return setImmediate(step);
+  }
+  if (path === '/crash') { send(200, { crashing: true }); return setTimeout(() => process.exit(1), 100); }
   if (failing) return send(500, { error: 'made to fail' });
   if (path.startsWith('/orders/')) return send(200, { id: path.slice(8) });
   if (path === '/orders') return send(req.method === 'POST' ? 201 : 200, { orders: [] });
@@ -51,6 +58,8 @@ sandbox = false
 [alerts]
 error_rate = "5xx > 20% for 2s"
 latency = "p95 > 300ms for 2s"
+cpu = "cpu > 50% for 3s"
+restarts = "restarts > 0"
 """
 
 ROUTES_JS = """\
@@ -233,3 +242,25 @@ async def test_answering_roll_back_rolls_the_env_back(client: LanguageClient, me
     # the route file names the release a moment before the gateway has applied it: the answers follow
     await wait_for(lambda: send(metrics_app, "GET", "/orders/1") == [200], 10, "the rolled-back release to answer")
     assert metrics_app.status("test", stats=False).release == before
+
+
+async def test_a_cpu_loop_and_a_crash_reach_the_editor_and_resolve(client: LanguageClient, metrics_app):
+    """The per-container rules too: a CPU loop (cpu > 50% for 3s) and a crash the restart policy answers
+    (restarts > 0) each come as a message, and each resolves (the crash a minute later)."""
+    client.answer = "Show logs"
+    asked_before, said_before = len(client.asked), len(client.messages)
+
+    def asked(name: str):
+        return next((a for a in client.asked[asked_before:] if f"alert firing: {name}" in a.message), None)
+
+    def resolved(name: str) -> bool:
+        return any("resolved" in m.message and f": {name}" in m.message for m in client.messages[said_before:])
+
+    assert send(metrics_app, "GET", "/burn") == [200]
+    cpu = await wait_for(lambda: asked("cpu"), 40, "the cpu alert in the editor")
+    assert "lspmetrics/test" in cpu.message and " on " in cpu.message  # it names the container
+    await wait_for(lambda: resolved("cpu"), 60, "the cpu alert to resolve")
+    assert send(metrics_app, "GET", "/crash") == [200]
+    await wait_for(lambda: asked("restarts"), 40, "the restarts alert in the editor")
+    await wait_for(lambda: send(metrics_app, "GET", "/orders") == [200], 30, "the restarted app to answer")
+    await wait_for(lambda: resolved("restarts"), 120, "the restarts alert to resolve")

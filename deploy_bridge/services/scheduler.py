@@ -240,9 +240,16 @@ class Scheduler:
         instance.fn, instance.version, instance.state = name, fn["version"], "specialised"
         instance.invoked, instance.fresh = False, True
 
+    def retire(self, instance: Instance) -> None:
+        """Start sending an idle instance back to the pool. Its state changes now, not when the task runs:
+        in between, `acquire` must not hand it a request, and it still counts toward `max_instances`."""
+        instance.state = "recycling"
+        self.background(self.recycle(instance, to_pool=True))
+
     async def recycle(self, instance: Instance, to_pool: bool) -> None:
         """Back to the pool as a fresh process (nothing of the old function survives), or removed."""
         instance.state = "recycling"
+        name = instance.fn
         pool_now = sum(1 for i in self.instances.values() if i.state == "pool" and i.runtime == instance.runtime)
         if to_pool and instance.runtime in self.runtimes() and pool_now < self.config.get("pool", 0):
             try:
@@ -263,6 +270,13 @@ class Scheduler:
         self.close_connections(instance)
         with contextlib.suppress(EngineError, OSError):
             await self._engine(self.engine.remove, instance.id)
+        self.serve_queue(name)
+
+    def serve_queue(self, name: str | None) -> None:
+        """Requests that waited while `name` was at `max_instances` get a new instance once there is room."""
+        fn = self.function(name) if name else None
+        if fn and self.queues[name] and self.count_of(name) < fn["max_instances"]:
+            self.background(self.add_instance(name))
 
     @staticmethod
     def close_connections(instance: Instance) -> None:
@@ -282,9 +296,10 @@ class Scheduler:
         return next((i for i in self.instances.values() if i.state == "pool" and i.runtime == runtime), None)
 
     def count_of(self, name: str) -> int:
-        """On-demand instances of `name`, those being specialised or started for it included."""
+        """On-demand containers of `name`: those being specialised or started for it, and those on their way
+        back to the pool (a recycling one may still run a timed-out call), included."""
         return sum(1 for i in self.instances.values() if i.fn == name and not i.reserved
-                   and i.state in ("specialised", "starting")) + self.starting[name]
+                   and i.state in ("specialised", "starting", "recycling")) + self.starting[name]
 
     async def acquire(self, name: str) -> tuple[Instance, bool]:
         """An instance running `name` with room for one more invocation; (instance, cold)."""
@@ -336,7 +351,7 @@ class Scheduler:
         fn = self.function(instance.fn)
         if fn is None or instance.version != fn["version"]:
             if instance.busy == 0:  # an old version: its last invocation is done
-                self.background(self.recycle(instance, to_pool=True))
+                self.retire(instance)
             return
         queue = self.queues[instance.fn]
         while queue and instance.busy < fn["concurrency"]:
@@ -473,8 +488,6 @@ class Scheduler:
         await self.recycle(instance, to_pool=False)
         self.background(self.refill_pool())
         fn = self.function(instance.fn) if instance.fn else None
-        if fn and self.queues[instance.fn] and self.count_of(instance.fn) < fn["max_instances"]:
-            self.background(self.add_instance(instance.fn))
         if fn and instance.reserved:
             self.background(self.ensure_reserved())
 
@@ -511,7 +524,7 @@ class Scheduler:
         for instance in list(self.instances.values()):
             fn = self.function(instance.fn) if instance.fn else None
             if instance.state == "specialised" and (fn is None or fn["version"] != instance.version) and not instance.busy:
-                self.background(self.recycle(instance, to_pool=True))
+                self.retire(instance)
         await self.refill_pool()
         await self.ensure_reserved()
 
@@ -528,7 +541,7 @@ class Scheduler:
                     if instance.state == "specialised" and not instance.reserved and not instance.busy and fn \
                             and now - instance.last_used > fn["keep_alive"]:
                         log(f"{instance.name} idle for {fn['keep_alive']}s: back to the pool")
-                        self.background(self.recycle(instance, to_pool=True))
+                        self.retire(instance)
             except Exception as err:  # noqa: BLE001 - the scheduler outlives any one bad step
                 log(f"housekeeping: {type(err).__name__}: {err}")
 
