@@ -255,10 +255,11 @@ class Edge:
                 f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
                 f"    ssl_certificate_key {CONTAINER_CONF}/certs/{key.name};\n"
                 f"    location / {{ set $minicloud_route {host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
+                # minicloud's own services: kept-alive upstream connections (pooled.conf)
                 f"    location /fn/ {{ set $minicloud_route {host}{FUNCTIONS_PATH}; "
-                "include /etc/nginx/minicloud/proxy.conf; }\n"
+                "include /etc/nginx/minicloud/pooled.conf; }\n"
                 f"    location /cloud/ {{ set $minicloud_route {host}{DATA_PATH}; "
-                "include /etc/nginx/minicloud/proxy.conf; }\n"
+                "include /etc/nginx/minicloud/pooled.conf; }\n"
                 "}\n")
 
     def add_host(self, host: str) -> None:

@@ -159,6 +159,36 @@ def test_a_request_without_a_session_or_with_a_bad_code_is_refused(data_app):
         assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_auth_code"
 
 
+def gateway_connections_to(cloud, container: str, port: int, docker_engine) -> dict[str, int]:
+    """The gateway's TCP connections to `container:port`, by state, from its /proc/net/tcp."""
+    address = next(n["IPAddress"] for n in docker_engine.containers.get(container).attrs["NetworkSettings"]
+                   ["Networks"].values() if n.get("IPAddress"))
+    packed = int.from_bytes(bytes(map(int, address.split("."))), "little")  # /proc/net/tcp's byte order
+    wanted = f"{packed:08X}:{port:04X}"
+    table = docker_engine.containers.get(cloud.settings.edge_container).exec_run(["cat", "/proc/net/tcp"]).output
+    states = {"01": "established", "06": "time_wait"}
+    counts = {"established": 0, "time_wait": 0}
+    for line in table.decode().splitlines()[1:]:
+        fields = line.split()
+        if fields[2] == wanted and fields[3] in states:
+            counts[states[fields[3]]] += 1
+    return counts
+
+
+def test_the_gateway_keeps_its_connections_to_the_data_api_alive(data_app, docker_engine):
+    from deploy_bridge.data import API_PORT
+
+    data = data_app.settings.container(data_app.app, "test", "data")
+    before = gateway_connections_to(data_app, data, API_PORT, docker_engine)
+    with httpx.Client(verify=trusting(data_app.ca_path()), timeout=10) as http:
+        for _ in range(40):  # one after another, as a page's requests come
+            assert http.post(data_app.url("test") + "/cloud/v1/db/orders/find", json={}).status_code == 401
+    after = gateway_connections_to(data_app, data, API_PORT, docker_engine)
+    # a connection per request would leave ~40 in TIME_WAIT; kept ones are reused and stay open
+    assert after["time_wait"] - before["time_wait"] < 5, (before, after)
+    assert after["established"] >= 1, (before, after)
+
+
 def test_front_end_script_and_python_function_use_the_sdks(data_app, tmp_path):
     """The JS SDK in Node as a front end (an auth code, its session), calling a Python function that
     reads the collection with the injected server credential."""

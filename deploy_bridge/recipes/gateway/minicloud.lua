@@ -40,6 +40,66 @@ function M.load()
   end
 end
 
+-- Docker's embedded DNS, asked from Lua: the balancer of the kept-alive upstream (below) needs an
+-- address, not a name. An answer is kept for a second per worker, as nginx's own `resolver valid=1s`.
+local DNS_SERVER = "127.0.0.11"
+local resolved = {}  -- name -> { address, expires }
+
+local function skip_name(packet, pos)
+  while true do
+    local len = packet:byte(pos)
+    if not len then return nil end
+    if len == 0 then return pos + 1 end
+    if len >= 192 then return pos + 2 end  -- a compression pointer ends the name
+    pos = pos + 1 + len
+  end
+end
+
+local function query_a(name)
+  local id = math.random(0, 65535)
+  local labels = {}
+  for label in name:gmatch("[^.]+") do labels[#labels + 1] = string.char(#label) .. label end
+  local question = string.char(math.floor(id / 256), id % 256, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0)
+    .. table.concat(labels) .. "\0\0\1\0\1"
+  local sock = ngx.socket.udp()
+  sock:settimeout(1000)
+  local ok, err = sock:setpeername(DNS_SERVER, 53)
+  if not ok then return nil, err end
+  ok, err = sock:send(question)
+  if not ok then sock:close(); return nil, err end
+  local packet
+  packet, err = sock:receive()
+  sock:close()
+  if not packet then return nil, err end
+  if #packet < 12 or packet:byte(1) * 256 + packet:byte(2) ~= id then return nil, "a stray DNS answer" end
+  if packet:byte(4) % 16 ~= 0 then return nil, "no such container" end
+  local answers = packet:byte(7) * 256 + packet:byte(8)
+  local pos = skip_name(packet, 13)
+  pos = pos and pos + 4
+  for _ = 1, answers do
+    pos = pos and skip_name(packet, pos)
+    if not pos or #packet < pos + 9 then break end
+    local rtype = packet:byte(pos) * 256 + packet:byte(pos + 1)
+    local length = packet:byte(pos + 8) * 256 + packet:byte(pos + 9)
+    pos = pos + 10
+    if rtype == 1 and length == 4 then
+      return string.format("%d.%d.%d.%d", packet:byte(pos, pos + 3))
+    end
+    pos = pos + length
+  end
+  return nil, "no address"
+end
+
+local function resolve(name)
+  if name:match("^%d+%.%d+%.%d+%.%d+$") then return name end
+  local now = ngx.now()
+  local hit = resolved[name]
+  if hit and hit[2] > now then return hit[1] end
+  local address, err = query_a(name)
+  if address then resolved[name] = { address, now + 1 } end
+  return address, err
+end
+
 local function answer(status, text)
   ngx.status = status
   ngx.header["Content-Type"] = "text/plain"
@@ -47,8 +107,9 @@ local function answer(status, text)
   return ngx.exit(status)
 end
 
--- the route of $minicloud_route (HOST, or HOST/fn: the env's functions, else the host's app)
-function M.route()
+-- the route of $minicloud_route (HOST, or HOST/fn: the env's functions, else the host's app);
+-- `pooled`: proxied through the kept-alive upstream (pooled.conf), so the address is looked up here
+function M.route(pooled)
   local key = ngx.var.minicloud_route
   local host = ngx.var.server_name
   local target = routes:get(key) or routes:get(host)
@@ -68,9 +129,28 @@ function M.route()
     end
     target = (side == "1") and canary or stable
   end
+  if pooled then
+    local name, port = target:match("^(.+):(%d+)$")
+    local address, err = resolve(name or target)
+    if not address then
+      ngx.log(ngx.WARN, "minicloud: ", target, ": ", err)
+      return answer(502, key .. " is not running (" .. tostring(err) .. ")")
+    end
+    ngx.ctx.minicloud_peer = { address, tonumber(port) }
+  end
   ngx.var.upstream = target
   ngx.ctx.minicloud_upstream = target
   inflight:incr(target, 1, 0)
+end
+
+-- balancer_by_lua of the kept-alive upstream: the address route() looked up
+function M.balance()
+  local peer = ngx.ctx.minicloud_peer
+  local ok, err = require("ngx.balancer").set_current_peer(peer[1], peer[2])
+  if not ok then
+    ngx.log(ngx.ERR, "minicloud: set_current_peer: ", err)
+    return ngx.exit(502)
+  end
 end
 
 -- in the header filter: the cookie that keeps a new user of a grey release on its side
