@@ -1,23 +1,29 @@
-"""A Docker Swarm on one machine, for tests: the host engine as the manager, extra `dockerd`s as workers.
+"""A Docker Swarm on one machine, for tests: extra `dockerd`s in network namespaces of their own, one the
+manager, the others workers. The host engine builds images and runs the registry; it never joins the swarm.
 
-KNOWN PROBLEM (session 6): making the host engine a swarm manager and leaving again empties the embedded
-DNS of the containers already running on it (an env built before the lab answers 502 after it). The
-tests that use the lab run only with MINICLOUD_SWARM_LAB=1 until the manager is a namespaced engine too.
+Why the manager is not the host engine: making the host engine a swarm manager and leaving again empties
+the embedded DNS of the containers already running on it (an env built before answered 502 after; seen in
+session 6). A lab engine is thrown away with everything on it.
 
     with swarm_lab(workers=2) as lab:
-        lab.host                 # docker.DockerClient of the host engine (the manager)
+        lab.host                 # docker.DockerClient of the host engine (builds, the registry container)
+        lab.manager              # docker.DockerClient of the manager engine: services, nodes, networks
+        lab.manager_node_id, lab.worker_node_ids
         lab.worker_clients       # one docker.DockerClient per worker engine
-        lab.worker_node_ids      # their swarm node ids; lab.host_node_id is the manager's
-        lab.manager_address      # the address the workers reach the manager on (and the registry, see below)
-        lab.registry_port        # a free port, forwarded from 127.0.0.1 inside every worker (see below)
-        lab.services.append(name)  # removed on exit, like lab.containers/networks/volumes/images
+        lab.manager_address      # the manager's node address (its eth0)
+        lab.bridge_address       # the host's address on the lab's bridge (the registry is published there)
+        lab.registry_port        # a free port, forwarded from 127.0.0.1 inside every lab engine (see below)
+        lab.containers/volumes/images.append(name)  # on the host engine, removed on exit
+        (containers on a lab engine labelled with `lab.labels` are removed on exit too)
+        lab.services/networks.append(name)          # on the manager, removed on exit
 
 What it does, and what was tried on this machine (Debian bookworm, docker.io 20.10 with cgroup v1, no
 IPVS, privileged containers refused so no Docker-in-Docker; measured 2026-11-27):
 
-- Each worker is a `dockerd` in a network namespace of its own (`ip netns add mc-lab-XXXXX-wN`), joined
-  to the root namespace by a veth pair: `mc-lab-XXXXXhN` (root side, a port of the lab's bridge
-  `mc-lab-XXXXX`, which has 198.18.B.1/24) and `eth0` (inside, 198.18.B.N+2/24, default route via .1).
+- Each lab engine is a `dockerd` in a network namespace of its own (`ip netns add mc-lab-XXXXX-m` for the
+  manager, `…-wN` for the workers), joined to the root namespace by a veth pair: `mc-lab-XXXXXhm`/`…hN`
+  (root side, a port of the lab's bridge `mc-lab-XXXXX`, which has 198.18.B.1/24) and `eth0` (inside: the
+  manager .2, worker N .N+3, default route via .1).
   B is a random free /24 of 198.18.0.0/15 (RFC 2544's benchmarking range: never one of Docker's default
   pools, so the lab cannot collide with the host engine's bridge or overlay subnets).
   First tried: one routed /30 per worker (host side .4N+1, inside .4N+2). The swarm formed, but the
@@ -39,38 +45,33 @@ IPVS, privileged containers refused so no Docker-in-Docker; measured 2026-11-27)
       --insecure-registry MANAGER_ADDRESS/32  --cgroup-parent /mc-lab-XXXXX-wN (so every process of its
       containers is found, and killed, by cgroup)
   It answers in about a second (polled with a deadline); it shares /etc/docker/key.json with the host.
-- Swarm: `docker swarm init --advertise-addr 198.18.B.1` (the bridge: the root side of every veth;
-  listening on that address only), `swarm.join` from each worker with `advertise_addr`, `listen_addr`
-  and `data_path_addr` = its `eth0` address. Overlay networks carry traffic between the engines (VXLAN
+- Swarm: `swarm init` on the manager engine advertising its `eth0` address, `swarm.join` from each
+  worker with `advertise_addr`, `listen_addr` and `data_path_addr` = its `eth0` address. (Tried before:
+  the host engine as the manager, advertising the bridge's address; it works, but see above.) Overlay networks carry traffic between the engines (VXLAN
   on the veths). There is no IPVS here: a service's virtual IP and the ingress routing mesh do not
   answer; endpoint mode `dnsrr`, `tasks.SERVICE` names and host-mode published ports do.
 - The registry: plain HTTP. Every engine trusts 127.0.0.0/8 as an insecure registry, the host engine too
   (it cannot be given `--insecure-registry` without a restart), so images are named
   127.0.0.1:PORT/REPO:TAG on every node, the way Docker's own swarm tutorial does with a published
-  registry service. Inside each worker's namespace, 127.0.0.1:`registry_port` is forwarded to
-  MANAGER_ADDRESS:`registry_port` (iptables nat OUTPUT DNAT + POSTROUTING SNAT, `route_localnet=1`; the
-  rules die with the namespace); the registry container publishes its port on 127.0.0.1 and on
-  MANAGER_ADDRESS. Workers also trust MANAGER_ADDRESS as insecure, so that form works on them too.
+  registry service. Inside each lab engine's namespace, 127.0.0.1:`registry_port` is forwarded to
+  BRIDGE_ADDRESS:`registry_port` (iptables nat OUTPUT DNAT + POSTROUTING SNAT, `route_localnet=1`; the
+  rules die with the namespace); the registry container (host engine) publishes its port on 127.0.0.1
+  and on BRIDGE_ADDRESS. Lab engines also trust BRIDGE_ADDRESS as insecure, so that form works too.
 - Teardown, in order (every step runs even when an earlier one failed; the body's exception wins, the
-  problems are added to it as notes; without one, problems raise LabError): tracked containers, services
-  (waiting until their tasks are gone), networks, volumes, images of the host engine; each worker leaves
-  the swarm (its task containers go with it) and is removed from the node list (`node rm --force`); the
-  host engine leaves the swarm only if the lab made it a manager, and then the `docker_gwbridge` network
-  that swarm mode left behind is removed if it did not exist before; the worker dockerds get SIGTERM
-  (SIGKILL after 20 s); any process left in a lab namespace, lab cgroup or naming the lab is killed
+  problems are added to it as notes; without one, problems raise LabError): the services (waiting until
+  their tasks are gone) and networks on the manager; tracked containers, volumes, images of the host
+  engine; each worker, then the manager, leaves the swarm (its containers go with it); the lab dockerds
+  get SIGTERM (SIGKILL after 20 s); any process left in a lab namespace, lab cgroup or naming the lab is killed
   (containerd, shims, docker-proxy, container processes); mounts under the lab's roots are lazily
   unmounted; cgroup folders removed; roots removed (only once nothing is mounted under them); the
   firewall rule removed; the root-side veths and the bridge deleted (deleting the namespace alone leaves
   the veth for a moment: the kernel destroys a namespace asynchronously); the namespaces deleted. Then
   it checks that no namespace, link, process or mount named after the lab is left.
-- A host engine already in a swarm (as a manager) is used as it is and left in it: the workers join it
-  on the address it advertises, which must be local (not 127.x); the lab's bridge route then gets that
-  address as its source (tried with `--advertise-addr 192.0.2.2`, eth0: the file's tests pass). The
-  `docker_gwbridge` its containers may create is that swarm's, and stays.
+- Whatever swarm the host engine is in (or none) is not the lab's business and is left alone.
 - Labs on one machine run one at a time (an abstract unix socket `@mc-lab.lock` is the lock, released
-  by the kernel if the process dies): they share the host engine's swarm membership.
-- A lab killed with SIGKILL leaves its pieces behind; all are named `mc-lab-XXXXX`, and the host engine
-  stays in a swarm advertising a 198.18.x.x address: the next lab refuses to start and says so.
+  by the kernel if the process dies), so their bridges, ports and forwarding rules never meet.
+- A lab killed with SIGKILL leaves its pieces behind, all named `mc-lab-XXXXX` (namespaces, links,
+  processes, folders under /var/lib and /run, the DOCKER-USER rule).
 """
 
 from __future__ import annotations
@@ -192,10 +193,12 @@ def _free_port() -> int:
 
 @dataclass
 class Worker:
+    """One lab engine: the manager (index -1, `mc-lab-XXXXX-m`) or a worker."""
+
     index: int
-    name: str  # mc-lab-XXXXX-wN: namespace, hostname, cgroup parent, exec root
+    name: str  # mc-lab-XXXXX-m or -wN: namespace, hostname, cgroup parent, exec root
     host_if: str  # the root side of its veth, a port of the lab's bridge
-    host_addr: str  # the bridge's address: the manager's, the worker's gateway
+    host_addr: str  # the bridge's address: the engine's gateway, where the registry is published
     addr: str  # its eth0 address: its node address
     root: Path
     exec_root: Path
@@ -227,19 +230,18 @@ class SwarmLab:
     name: str  # mc-lab-XXXXX
     host: docker.DockerClient
     workers: list[Worker] = field(default_factory=list)
-    manager_address: str = ""
-    host_node_id: str = ""
+    manager_node: Worker | None = None
+    bridge_address: str = ""
     registry_port: int = 0
     block: ipaddress.IPv4Network | None = None
     pool: ipaddress.IPv4Network | None = None
-    # on the host engine, removed on exit (in this order)
-    containers: list[str] = field(default_factory=list)
+    # on the manager, removed on exit (in this order)
     services: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
+    # on the host engine, removed on exit (in this order)
+    containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
-    initialised_swarm: bool = False
-    had_gwbridge: bool = True
     forward_rule: tuple[str, ...] | None = None
     made_netns: list[str] = field(default_factory=list)
     made_links: list[str] = field(default_factory=list)
@@ -248,6 +250,24 @@ class SwarmLab:
     @property
     def labels(self) -> dict[str, str]:
         return {LAB_LABEL: self.name}
+
+    @property
+    def engines(self) -> list[Worker]:
+        """Every lab engine: the manager first."""
+        return [e for e in (self.manager_node, *self.workers) if e is not None]
+
+    @property
+    def manager(self) -> docker.DockerClient:
+        assert self.manager_node is not None and self.manager_node.client is not None
+        return self.manager_node.client
+
+    @property
+    def manager_address(self) -> str:
+        return self.manager_node.addr if self.manager_node else ""
+
+    @property
+    def manager_node_id(self) -> str:
+        return self.manager_node.node_id if self.manager_node else ""
 
     @property
     def worker_clients(self) -> list[docker.DockerClient]:
@@ -267,9 +287,9 @@ class SwarmLab:
         return STATE_ROOT / self.name
 
     def forward_loopback(self, port: int, target: str | None = None) -> None:
-        """Make 127.0.0.1:PORT inside every worker namespace reach TARGET:PORT (default: the manager)."""
-        target = target or self.manager_address
-        for w in self.workers:
+        """Make 127.0.0.1:PORT inside every lab engine's namespace reach TARGET:PORT (default: the host)."""
+        target = target or self.bridge_address
+        for w in self.engines:
             _in_netns(w.netns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && "
                       "echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet")
             _in_netns(w.netns, "iptables", "-t", "nat", "-A", "OUTPUT", "-d", "127.0.0.1/32", "-p", "tcp",
@@ -282,49 +302,34 @@ class SwarmLab:
     # ------------------------------------------------------------------------------------ set-up
 
     def _setup(self, count: int, join: bool, timeout: float) -> None:
-        swarm = self.host.info().get("Swarm") or {}
-        state = swarm.get("LocalNodeState") or "inactive"
-        if state == "active":
-            if not swarm.get("ControlAvailable"):
-                raise LabError("the host engine is a swarm worker; the lab needs a manager (or no swarm)")
-            address = swarm.get("NodeAddr") or ""
-            if count and (address.startswith("127.") or not _is_local(address)):
-                stale = " (the swarm of a killed lab?)" if _in_lab_range(address) else ""
-                raise LabError(f"the host engine is in a swarm advertising {address}, which the lab's "
-                               f"namespaces cannot reach{stale}: docker swarm leave --force")
-            self.manager_address = address
-        elif state != "inactive":
-            raise LabError(f"the host engine's swarm is {state}: docker swarm leave --force")
-        self.had_gwbridge = bool(self.host.networks.list(names=["docker_gwbridge"]))
         self.block, self.pool = _free_blocks(2)
-        hosts = list(self.block.hosts())  # .1: the bridge (the manager's address), .2 and on: the workers
-        if count > len(hosts) - 1:
-            raise LabError(f"at most {len(hosts) - 1} workers")
-        for i in range(count):
-            name = f"{self.name}-w{i}"
-            self.workers.append(Worker(
-                index=i, name=name, host_if=f"{self.name}h{i}", host_addr=str(hosts[0]),
-                addr=str(hosts[i + 1]),
-                root=self.root / f"w{i}", exec_root=RUN_ROOT / name, sock=RUN_ROOT / f"{name}.sock",
-                pidfile=RUN_ROOT / f"{name}.pid"))
-        if self.workers:
-            self._make_bridge(str(hosts[0]))
-        for w in self.workers:
+        hosts = list(self.block.hosts())  # .1: the bridge (the host), .2: the manager, .3 and on: the workers
+        if count > len(hosts) - 2:
+            raise LabError(f"at most {len(hosts) - 2} workers")
+        self.bridge_address = str(hosts[0])
+
+        def engine(index: int, suffix: str, addr: str) -> Worker:
+            name = f"{self.name}-{suffix}"
+            return Worker(index=index, name=name, host_if=f"{self.name}h{suffix.lstrip('w')}",
+                          host_addr=self.bridge_address, addr=addr, root=self.root / suffix,
+                          exec_root=RUN_ROOT / name, sock=RUN_ROOT / f"{name}.sock", pidfile=RUN_ROOT / f"{name}.pid")
+
+        self.manager_node = engine(-1, "m", str(hosts[1]))
+        self.workers = [engine(i, f"w{i}", str(hosts[i + 2])) for i in range(count)]
+        self._make_bridge(self.bridge_address)
+        for w in self.engines:
             self._make_namespace(w)
-        if count >= 2:
-            self._allow_forwarding()
-        if state == "inactive":
-            advertise = self.workers[0].host_addr if self.workers else "127.0.0.1"
-            self.initialised_swarm = True  # before init: a half-done init is undone too
-            self.host.swarm.init(advertise_addr=advertise, listen_addr=f"{advertise}:2377")
-            self.manager_address = advertise
-        self.host_node_id = self.host.info()["Swarm"]["NodeID"]
+        self._allow_forwarding()  # engine to engine across the bridge (the manager and a worker, too)
         self.registry_port = _free_port()
         self.forward_loopback(self.registry_port)
-        for w in self.workers:
+        for w in self.engines:
             self._start_engine(w)
-        for w in self.workers:
+        for w in self.engines:
             self._wait_engine(w, timeout)
+        m = self.manager_node
+        m.joined = True  # before the call: a half-done init is left too
+        m.client.swarm.init(advertise_addr=m.addr, listen_addr=f"{m.addr}:2377", data_path_addr=m.addr)
+        m.node_id = m.client.info()["Swarm"]["NodeID"]
         if join:
             for w in self.workers:
                 self.join(w, timeout)
@@ -338,11 +343,6 @@ class SwarmLab:
         self.made_links.append(self.bridge)
         _run("ip", "addr", "add", f"{address}/{self.block.prefixlen}", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
-        if self.manager_address and self.manager_address != address:
-            # a swarm from before the lab: the host must speak to the workers (VXLAN included) from the
-            # address it advertises, or they drop its overlay traffic
-            _run("ip", "route", "replace", str(self.block), "dev", self.bridge, "proto", "kernel",
-                 "scope", "link", "src", self.manager_address)
 
     def _make_namespace(self, w: Worker) -> None:
         _run("ip", "netns", "add", w.netns)
@@ -369,7 +369,7 @@ class SwarmLab:
         return ["dockerd", "--config-file", str(w.root / "daemon.json"), "--data-root", str(w.root / "data"),
                 "--exec-root", str(w.exec_root), "--pidfile", str(w.pidfile), "-H", f"unix://{w.sock}",
                 "--bridge=none", "--iptables=true", f"--default-address-pool=base={self.pool},size=26",
-                f"--insecure-registry={self.manager_address}/32", f"--cgroup-parent=/{w.name}",
+                f"--insecure-registry={self.bridge_address}/32", f"--cgroup-parent=/{w.name}",
                 "--log-level=info"]
 
     def _start_engine(self, w: Worker) -> None:
@@ -404,14 +404,14 @@ class SwarmLab:
 
     def join(self, w: Worker, timeout: float = 60.0) -> str:
         """Join worker `w` to the swarm (as a worker); its node id once the manager sees it ready."""
-        self.host.swarm.reload()
-        token = self.host.swarm.attrs["JoinTokens"]["Worker"]
+        self.manager.swarm.reload()
+        token = self.manager.swarm.attrs["JoinTokens"]["Worker"]
         w.joined = True  # before the call: a failed join may still leave a node to remove
         w.client.swarm.join(remote_addrs=[f"{self.manager_address}:2377"], join_token=token,
                             listen_addr=f"{w.addr}:2377", advertise_addr=w.addr, data_path_addr=w.addr)
         w.node_id = w.client.info()["Swarm"]["NodeID"]
         _wait_for(f"node {w.name} to be ready",
-                  lambda: self.host.nodes.get(w.node_id).attrs["Status"]["State"] == "ready", timeout)
+                  lambda: self.manager.nodes.get(w.node_id).attrs["Status"]["State"] == "ready", timeout)
         return w.node_id
 
     # ---------------------------------------------------------------------------------- teardown
@@ -427,26 +427,34 @@ class SwarmLab:
                 problems.append(f"{what}: {err}")
             self.timings[what] = time.monotonic() - started
 
+        step("removing labelled containers on the lab engines", self._remove_engine_containers)
+        if self.manager_node and self.manager_node.client:
+            step("removing the lab's services", self._remove_services)
+            step("removing the lab's networks", self._remove_networks)
         step("removing the lab's containers", self._remove_containers)
-        step("removing the lab's services", self._remove_services)
-        step("removing the lab's networks", self._remove_networks)
         step("removing the lab's volumes", self._remove_volumes)
         step("removing the lab's images", self._remove_images)
-        for w in self.workers:
+        for w in [*self.workers, *self.engines[:1]]:  # the manager last
             step(f"{w.name} leaving the swarm", lambda w=w: self._leave(w))
-        step("removing the workers' nodes", self._remove_nodes)
-        if self.initialised_swarm:
-            step("the host engine leaving the swarm", self._host_leave)
-        step("stopping the worker engines", self._stop_engines)
-        step("killing what is left of the worker engines", self._kill_leftovers)
-        step("unmounting the workers' mounts", self._unmount)
-        step("removing the workers' cgroups", self._remove_cgroups)
-        step("removing the workers' folders", self._remove_folders)
+        step("stopping the lab engines", self._stop_engines)
+        step("killing what is left of the lab engines", self._kill_leftovers)
+        step("unmounting the lab engines' mounts", self._unmount)
+        step("removing the lab engines' cgroups", self._remove_cgroups)
+        step("removing the lab engines' folders", self._remove_folders)
         if self.forward_rule:
             step("removing the forwarding rule", lambda: _run("iptables", "-D", *self.forward_rule))
         step("removing the veths and namespaces", self._remove_network_namespaces)
         step("checking that nothing is left", self._check_clean)
         return problems
+
+    def _remove_engine_containers(self) -> None:
+        """Containers a test ran on a lab engine with the lab's label (a probe on an attachable network
+        holds the network until it goes)."""
+        for w in self.engines:
+            if w.client is not None:
+                for container in w.client.containers.list(all=True, filters={"label": f"{LAB_LABEL}={self.name}"}):
+                    with contextlib.suppress(NotFound):
+                        container.remove(force=True)
 
     def _remove_containers(self) -> None:
         for name in reversed(self.containers):
@@ -457,12 +465,12 @@ class SwarmLab:
         ids = []
         for name in reversed(self.services):
             with contextlib.suppress(NotFound):
-                service = self.host.services.get(name)
+                service = self.manager.services.get(name)
                 ids.append(service.id)
                 service.remove()
         if not ids:
             return
-        engines = [self.host, *self.worker_clients]
+        engines = [w.client for w in self.engines if w.client is not None]
 
         def tasks_gone() -> bool:
             return not any(e.containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={i}"})
@@ -474,7 +482,7 @@ class SwarmLab:
         for name in reversed(self.networks):
             def removed(name: str = name) -> bool:
                 try:
-                    self.host.networks.get(name).remove()
+                    self.manager.networks.get(name).remove()
                 except NotFound:
                     return True
                 return False  # APIError (still in use) is retried by _wait_for
@@ -500,39 +508,15 @@ class SwarmLab:
         for container in w.client.containers.list(all=True):
             container.remove(force=True)
 
-    def _remove_nodes(self) -> None:
-        if not (self.host.info().get("Swarm") or {}).get("ControlAvailable"):
-            return
-        ours = set(self.worker_node_ids)
-        for node in self.host.nodes.list():
-            hostname = (node.attrs.get("Description") or {}).get("Hostname", "")
-            if node.id in ours or (hostname.startswith(f"{self.name}-w") and node.id != self.host_node_id):
-                with contextlib.suppress(NotFound):
-                    node.remove(force=True)
-
-    def _host_leave(self) -> None:
-        with contextlib.suppress(APIError):
-            self.host.swarm.leave(force=True)
-        if (self.host.info().get("Swarm") or {}).get("LocalNodeState") not in ("inactive", None):
-            raise LabError("the host engine is still in a swarm")
-        if not self.had_gwbridge:
-            def gwbridge_gone() -> bool:
-                found = self.host.networks.list(names=["docker_gwbridge"])
-                for network in found:
-                    network.remove()
-                return not self.host.networks.list(names=["docker_gwbridge"])
-
-            _wait_for("docker_gwbridge to be removable", gwbridge_gone, 20, interval=0.25)
-
     def _stop_engines(self) -> None:
-        for w in self.workers:
+        for w in self.engines:
             if w.client is not None:
                 w.client.close()
             if w.process is not None and w.process.poll() is None:
                 w.process.send_signal(signal.SIGTERM)
         slow = []
         deadline = time.monotonic() + STOP_DEADLINE
-        for w in self.workers:
+        for w in self.engines:
             if w.process is None:
                 continue
             try:
@@ -545,7 +529,7 @@ class SwarmLab:
             raise LabError(f"dockerd of {', '.join(slow)} did not stop within {STOP_DEADLINE:.0f} s (killed)")
 
     def _leftover_pids(self) -> list[int]:
-        inodes = {w.netns_inode for w in self.workers if w.netns_inode}
+        inodes = {w.netns_inode for w in self.engines if w.netns_inode}
         me = os.getpid()
         pids = []
         for entry in Path("/proc").iterdir():
@@ -557,7 +541,7 @@ class SwarmLab:
                     cmdline = (entry / "cmdline").read_bytes()
                     ours = self.name.encode() in cmdline
                 if not ours:
-                    ours = f"/{self.name}-w" in (entry / "cgroup").read_text()
+                    ours = f"/{self.name}-" in (entry / "cgroup").read_text()
             except OSError:  # gone meanwhile, or a kernel thread
                 continue
             if ours:
@@ -590,7 +574,7 @@ class SwarmLab:
             raise LabError(f"still mounted: {', '.join(left[:5])}")
 
     def _remove_cgroups(self) -> None:
-        for w in self.workers:
+        for w in self.engines:
             for top in [CGROUP_ROOT / w.name, *CGROUP_ROOT.glob(f"*/{w.name}")]:
                 if not top.is_dir():
                     continue
@@ -604,7 +588,7 @@ class SwarmLab:
             raise LabError("not removing the lab's folders: something is still mounted under them")
         if self.root.exists():
             shutil.rmtree(self.root)
-        for w in self.workers:
+        for w in self.engines:
             if w.exec_root.exists():
                 shutil.rmtree(w.exec_root)
             for path in (w.sock, w.pidfile):
@@ -630,23 +614,10 @@ class SwarmLab:
             raise LabError("left behind: " + ", ".join(left))
 
 
-def _in_lab_range(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address) in LAB_RANGE
-    except ValueError:
-        return False
-
-
-def _is_local(address: str) -> bool:
-    """Whether an interface of the root namespace has `address`."""
-    links = json.loads(_run("ip", "-j", "-4", "addr").stdout or "[]")
-    return any(address == a.get("local") for link in links for a in link.get("addr_info", []))
-
-
 @contextlib.contextmanager
 def swarm_lab(workers: int = 2, *, join: bool = True, host: docker.DockerClient | None = None,
               timeout: float = 60.0, lock_timeout: float = 600.0) -> Iterator[SwarmLab]:
-    """The host engine as a swarm manager and `workers` extra engines joined as workers (see the module).
+    """A manager engine and `workers` worker engines in namespaces of their own (see the module).
 
     With `join=False` the worker engines run but stay out of the swarm (`lab.join(worker)` joins one).
     """

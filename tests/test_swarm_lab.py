@@ -1,11 +1,11 @@
-"""Docker Swarm with a real registry, on a lab of real engines (tests/swarm_lab.py): the host engine as the
-manager, two dockerds in network namespaces of their own as workers, the registry (the `registry`
-recipe) on the host engine. Workers start empty: an image they run can only come from the registry.
+"""Docker Swarm with a real registry, on a lab of real engines (tests/swarm_lab.py): three dockerds in
+network namespaces of their own, a manager and two workers; the registry (the `registry` recipe) on the
+host engine, which builds and pushes. The lab engines start empty: an image they run can only come from
+the registry.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -18,14 +18,6 @@ from deploy_bridge import images, registry, swarm
 from deploy_bridge.errors import MinicloudError
 from deploy_bridge.progress import NullProgress
 from tests.swarm_lab import SwarmLab, swarm_lab
-
-# Making the host engine a swarm manager and leaving the swarm again (the lab's way) empties the embedded
-# DNS of every container already running on it: an env built before the lab answers 502 after it (seen in
-# CI, where the session's envs live through the whole run). Until the lab's manager is an engine of its
-# own (a third namespace), it runs only when asked, on an engine nobody else uses.
-needs_lab = pytest.mark.skipif(
-    os.environ.get("MINICLOUD_SWARM_LAB") != "1",
-    reason="the swarm lab resets the host engine's container DNS: MINICLOUD_SWARM_LAB=1 on an otherwise idle engine")
 
 # A 2 MB image: a static busybox on scratch, serving the page written at start (its hostname) on :8000.
 HELLO = """FROM {base} AS tools
@@ -108,13 +100,15 @@ def http_get_in(container, ip: str, port: int) -> str:
 
 
 @pytest.mark.docker
-@needs_lab
 def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(docker_engine):
     host = docker_engine
+    host_swarm = host.info()["Swarm"].get("LocalNodeState")
     with swarm_lab(workers=2, host=host) as lab:
-        assert swarm.is_manager(host)
-        nodes = swarm.node_table(host)
-        assert {n["id"] for n in nodes} == {lab.host_node_id, *lab.worker_node_ids}
+        manager = lab.manager
+        assert host.info()["Swarm"].get("LocalNodeState") == host_swarm, "the host engine stays out of the lab"
+        assert swarm.is_manager(manager)
+        nodes = swarm.node_table(manager)
+        assert {n["id"] for n in nodes} == {lab.manager_node_id, *lab.worker_node_ids}
         assert [n["role"] for n in nodes] == ["manager", "worker", "worker"]
         assert all(n["state"] == "ready" and n["availability"] == "active" for n in nodes)
         worker = lab.worker_clients[0]
@@ -123,9 +117,9 @@ def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(d
             swarm.require_manager(worker)
         assert "docker node promote" in refused.value.hint
 
-        # the registry, on the host engine, on 127.0.0.1 (trusted by every engine) and the manager's address
+        # the registry, on the host engine, on 127.0.0.1 (trusted by every engine) and the lab's bridge
         settings = registry.RegistrySettings(name=f"{lab.name}-registry", port=lab.registry_port,
-                                             bind=("127.0.0.1", lab.manager_address), labels=lab.labels)
+                                             bind=("127.0.0.1", lab.bridge_address), labels=lab.labels)
         lab.containers.append(settings.name)
         lab.volumes.append(settings.volume_name)
         address = registry.ensure_registry(host, settings)
@@ -143,33 +137,32 @@ def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(d
         host.containers.get(settings.name).stop(timeout=5)  # a stopped registry is started again, its
         assert registry.ensure_registry(host, settings) == address  # images kept on the volume
         assert registry.manifest_digest(address, f"{lab.name}/hello", "1") == digest
-        for client in lab.worker_clients:  # fresh engines: nothing to run but what the registry gives
+        for client in [manager, *lab.worker_clients]:  # fresh engines: nothing but what the registry gives
             assert client.images.list(all=True) == []
 
-        network = host.networks.create(f"{lab.name}-net", driver="overlay", attachable=True,
+        network = manager.networks.create(f"{lab.name}-net", driver="overlay", attachable=True,
                                        labels=lab.labels)
         lab.networks.append(network.name)
         name = f"{lab.name}-web"
         lab.services.append(name)
-        service = host.services.create(
+        service = manager.services.create(
             ref, name=name, networks=[network.id], mode=ServiceMode("replicated", replicas=3),
             endpoint_spec=EndpointSpec(mode="dnsrr"), maxreplicas=1, init=True, stop_grace_period=2 * SECOND,
             hostname="{{.Node.Hostname}}-{{.Task.Slot}}", labels=lab.labels, container_labels=lab.labels)
         tasks = running_tasks(service, 3)
-        assert {t["NodeID"] for t in tasks} == {lab.host_node_id, *lab.worker_node_ids}
+        assert {t["NodeID"] for t in tasks} == {lab.manager_node_id, *lab.worker_node_ids}
 
-        # the workers pulled it from the registry, and the registry saw them ask
-        for client in lab.worker_clients:
+        # every engine pulled it from the registry, and the registry saw them ask
+        for client in [manager, *lab.worker_clients]:
             digests = [d for i in client.images.list() for d in i.attrs.get("RepoDigests") or []]
             assert f"{address}/{lab.name}/hello@{digest}" in digests
         log = host.containers.get(settings.name).logs().decode(errors="replace")
         asked = re.findall(rf'^(\S+) - .*"(?:GET|HEAD) /v2/{lab.name}/hello/manifests/\S+ HTTP', log, re.M)
-        assert {w.addr for w in lab.workers} <= set(asked), f"manifest requests in the registry log: {asked}"
+        assert {w.addr for w in lab.engines} <= set(asked), f"manifest requests in the registry log: {asked}"
 
-        # a container on the host engine reaches the workers' tasks over the overlay, by tasks.SERVICE
-        probe = host.containers.run(local, ["sleep", "300"], name=f"{lab.name}-probe", network=network.name,
-                                    labels=lab.labels, detach=True)
-        lab.containers.append(probe.name)
+        # a container on the manager reaches the workers' tasks over the overlay, by tasks.SERVICE
+        probe = manager.containers.run(ref, ["sleep", "300"], name=f"{lab.name}-probe", network=network.name,
+                                       labels=lab.labels, detach=True)  # removed with the manager engine
         expected = {task_ip(t, network.id) for t in tasks}
 
         def resolved() -> set[str] | None:
@@ -207,7 +200,6 @@ def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(d
 
 
 @pytest.mark.docker
-@needs_lab
 def test_require_manager_refuses_an_engine_in_no_swarm(docker_engine):
     with swarm_lab(workers=1, join=False, host=docker_engine) as lab:
         engine = lab.worker_clients[0]
@@ -218,8 +210,8 @@ def test_require_manager_refuses_an_engine_in_no_swarm(docker_engine):
         assert "docker swarm init --advertise-addr" in refused.value.hint
         with pytest.raises(MinicloudError, match="not part of a swarm"):
             swarm.node_table(engine)
-        assert swarm.is_manager(lab.host)
-        swarm.require_manager(lab.host)
+        assert swarm.is_manager(lab.manager)
+        swarm.require_manager(lab.manager)
 
 
 class FakeEngine:
