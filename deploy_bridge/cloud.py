@@ -41,7 +41,10 @@ from .releases import ReleaseBuilder, list_releases, record_release, wait_health
 from .roles import ALL_ROLES, FUNCTION_INSTANCE, SERVICE_ROLES, EnvParts
 from .rollout import AppTarget, Rollout, clean_leftovers
 from .status import container_status, derive_state, fill_stats, role_of, sort_containers
+from .swarm_env import SwarmEnv
 from .workspace import Workspace
+
+SWARM_VERBS = "env build, deploy, status, scale, releases and env destroy"
 
 
 class Cloud(Workspace):
@@ -55,6 +58,20 @@ class Cloud(Workspace):
 
     def _db(self, env: str) -> Database:
         return Database(self._client(), self.settings, self.app, env)
+
+    def _swarm(self, env: str) -> SwarmEnv | None:
+        """The env's swarm side when it runs on a swarm (`engine = "swarm"`); None for a local env."""
+        self._check_env(env)
+        if self.manifest.env(env).engine != "swarm":
+            return None
+        return SwarmEnv(self._client(), self.settings, self.manifest, env, builder=engine.build_client())
+
+    def _check_local(self, env: str) -> None:
+        """A verb of local envs only: a swarm env gets a clear refusal (an unknown env, UnknownEnv)."""
+        self._check_env(env)
+        if self.manifest.env(env).engine == "swarm":
+            raise MinicloudError(f"env {env} runs on a swarm (engine = \"swarm\"), where this verb does not "
+                                 "run yet", hint=f"on a swarm env minicloud runs {SWARM_VERBS}")
 
     def lock(self, env: str) -> EnvLock:
         """The lock every changing verb of this app's `env` holds."""
@@ -103,7 +120,9 @@ class Cloud(Workspace):
 
         A first build that fails leaves nothing behind; a rebuild that fails leaves the env as it was.
         """
-        self._check_env(env)
+        if (on_swarm := self._swarm(env)) is not None:
+            return self._swarm_deploy(env, on_swarm, progress or NullProgress())
+        self._check_local(env)
         progress = progress or NullProgress()
         client = self._client()
         with self.lock(env).hold("env build"):
@@ -160,7 +179,11 @@ class Cloud(Workspace):
                         [f"{host}:{spec['bind']}:ro" for host, spec in self._mounts(env).items()])
 
     def destroy_env(self, env: str, with_data: bool = False, progress: Progress | None = None) -> None:
-        self._check_env(env)
+        if (on_swarm := self._swarm(env)) is not None:
+            with self.lock(env).hold("env destroy"):
+                on_swarm.destroy(progress)
+            return
+        self._check_local(env)
         progress = progress or NullProgress()
         with contextlib.suppress(NotBuilt):
             self._network(env)  # refuses to destroy an env that another workspace owns
@@ -214,7 +237,11 @@ class Cloud(Workspace):
         """Build and switch to a new release; with `canary`, send that percent of the users to it instead
         (and with `judge_seconds`, promote or abort it by its metrics after that long). The manifest's
         `[deploy] canary` makes every deploy a judged canary, unless `all_at_once` or nothing serves yet."""
-        self._check_env(env)
+        if (on_swarm := self._swarm(env)) is not None:
+            if canary is not None:
+                raise BadInput("--canary is not on swarm envs yet: a swarm deploy is a rolling update")
+            return self._swarm_deploy(env, on_swarm, progress or NullProgress())
+        self._check_local(env)
         progress = progress or NullProgress()
         started = time.monotonic()
         self._network(env)  # fails clearly when the env is not built
@@ -227,6 +254,42 @@ class Cloud(Workspace):
             return self._deploy_canary(env, canary, judge_seconds, progress, started)
         with self.lock(env).hold("deploy"):
             return self._deploy_locked(env, progress, started)
+
+    # ----------------------------------------------------------------- swarm envs
+    def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
+        started = time.monotonic()
+        with self.lock(env).hold("deploy"):
+            previous = next((t.release for t in on_swarm.tasks() if t.state == "running"), None)
+            credentials(self.workspace, env, self.app)  # the variables name them
+            release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress)
+        s = self.settings
+        return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
+                            round(time.monotonic() - started, 3))
+
+    def scale(self, env: str, replicas: int, progress: Progress | None = None) -> EnvStatus:
+        """A swarm env's app tasks: `replicas` of them (0 stops the app)."""
+        on_swarm = self._swarm(env)
+        if on_swarm is None:
+            raise BadInput(f"scale is for swarm envs (engine = \"swarm\"); env {env} runs one app container "
+                           "on this machine")
+        with self.lock(env).hold("scale"):
+            on_swarm.scale(replicas, progress)
+        return self.status(env)
+
+    def _swarm_status(self, env: str, on_swarm: SwarmEnv) -> EnvStatus:
+        s = self.settings
+        service = on_swarm.service_spec()
+        tasks = on_swarm.tasks()
+        running = [t for t in tasks if t.state == "running"]
+        if service is None:
+            state = "not-built"
+        elif service["replicas"] == 0:
+            state = "stopped"
+        else:
+            state = "running" if len(running) == service["replicas"] == len(tasks) else "degraded"
+        release = next((t.release for t in running), None)
+        return EnvStatus(env, self.app, state, release, s.url(s.app_host(self.app, env)),
+                         tasks=[t.as_dict() for t in tasks])
 
     # ----------------------------------------------------------------- grey releases
     def _deploy_canary(self, env: str, percent: int, judge_seconds: float | None, progress: Progress,
@@ -259,7 +322,7 @@ class Cloud(Workspace):
 
     def canary_status(self, env: str) -> dict:
         """The serving release and the canary side by side: requests, error rate, p95 since it started."""
-        self._check_env(env)
+        self._check_local(env)
         self._network(env)
         target = self._target(env, None)
         name = target.canary()
@@ -273,7 +336,7 @@ class Cloud(Workspace):
 
     def _begin(self, env: str, progress: Progress | None) -> tuple[Progress, float]:
         """What every changing verb does first: a known env that is built; its progress and start time."""
-        self._check_env(env)
+        self._check_local(env)
         started = time.monotonic()
         self._network(env)  # fails clearly when the env is not built
         return progress or NullProgress(), started
@@ -328,7 +391,12 @@ class Cloud(Workspace):
         return DeployResult(env, self.app, release, rollout.previous, self.url(env), round(seconds, 3))
 
     def releases(self, env: str) -> list[Release]:
-        self._check_env(env)
+        if (on_swarm := self._swarm(env)) is not None:
+            current = self.status(env).release
+            image = self.settings.app_image(self.app, env, "")
+            return [Release(r, f"{on_swarm.registry}/{image}{r}", "", r == current)
+                    for r in reversed(on_swarm.releases())]
+        self._check_local(env)
         return list_releases(self._client(), self.settings, self.app, env, self._current_release(env))
 
     def rollback(self, env: str, to: str | None = None, progress: Progress | None = None) -> DeployResult:
@@ -390,7 +458,7 @@ class Cloud(Workspace):
     # ----------------------------------------------------------------- functions
     def fn_deploy(self, env: str, names: list[str] | None = None, progress: Progress | None = None) -> dict:
         """Function code only: no image is built; in-flight invocations finish on the old version."""
-        self._check_env(env)
+        self._check_local(env)
         progress = progress or NullProgress()
         started = time.monotonic()
         functions = self._functions(env)
@@ -408,20 +476,20 @@ class Cloud(Workspace):
         return {"env": env, "app": self.app, "versions": versions, "seconds": round(time.monotonic() - started, 3)}
 
     def fn_invoke(self, env: str, name: str, event: object) -> Invocation:
-        self._check_env(env)
+        self._check_local(env)
         functions = self._functions(env)
         functions.check_sources([name])
         return functions.invoke(name, event, self.ca_path())
 
     def fn_list(self, env: str) -> dict:
         """Each function's version, instances, queue, invocations, errors and p95; each runtime's pool."""
-        self._check_env(env)
+        self._check_local(env)
         self._network(env)
         return {"env": env, "app": self.app, **self._functions(env).status()}
 
     # ----------------------------------------------------------------- start / stop / restart
     def stop(self, env: str, progress: Progress | None = None) -> EnvStatus:
-        self._check_env(env)
+        self._check_local(env)
         progress = progress or NullProgress()
         self._network(env)
         with self.lock(env).hold("stop"):
@@ -448,7 +516,7 @@ class Cloud(Workspace):
         return self._bring_up(env, progress or NullProgress(), verb="restart")
 
     def _bring_up(self, env: str, progress: Progress, verb: str) -> EnvStatus:
-        self._check_env(env)
+        self._check_local(env)
         self._network(env)
         with self.lock(env).hold(verb):
             edge = self._edge()
@@ -490,7 +558,9 @@ class Cloud(Workspace):
 
     # ----------------------------------------------------------------- observing
     def status(self, env: str, stats: bool = True) -> EnvStatus:
-        self._check_env(env)
+        if (on_swarm := self._swarm(env)) is not None:
+            return self._swarm_status(env, on_swarm)
+        self._check_local(env)
         url = self.url(env)
         try:
             self._network(env)
@@ -547,7 +617,7 @@ class Cloud(Workspace):
                     grep: str | None = None, roles: list[str] | None = None, fn: str | None = None,
                     stop: threading.Event | None = None) -> Iterator[list]:
         """The env's logs as they arrive, in batches (see `logs.read_batches`)."""
-        self._check_env(env)
+        self._check_local(env)
         roles = roles or list(ALL_ROLES)
         unknown = set(roles) - set(ALL_ROLES)
         if unknown:
@@ -591,28 +661,28 @@ class Cloud(Workspace):
 
     def db_query(self, env: str, sql: str) -> list[QueryResult]:
         """Run SQL; one result per statement that returns rows."""
-        self._check_env(env)
+        self._check_local(env)
         return self._db(env).query_all(self.db_credentials(env), sql)
 
     # ----------------------------------------------------------------- the collector's store
     def metrics(self, env: str, since: float | None = None) -> dict:
         """The env's 10 s series since `since` (default: the last hour), per release and container."""
-        self._check_env(env)
+        self._check_local(env)
         return metrics.series(self.settings, self.app, env, since if since is not None else time.time() - 3600)
 
     def live_metrics(self, env: str) -> dict:
         """The last ~10–20 s of the env (what `top` shows), and the alerts firing."""
-        self._check_env(env)
+        self._check_local(env)
         return metrics.live(self.settings, self.app, env)
 
     def alerts(self, env: str, since: float | None = None) -> dict:
         """The env's alerts fired and resolved since `since` (default: the last 24 h), and those firing."""
-        self._check_env(env)
+        self._check_local(env)
         return metrics.alerts(self.settings, self.app, env, since if since is not None else time.time() - 86400)
 
     def db_schema(self, env: str) -> list[TableInfo]:
         """Tables, columns and row counts of the env's database (one query, for the server's index)."""
-        self._check_env(env)
+        self._check_local(env)
         return self._db(env).schema(self.db_credentials(env))
 
     def db_shell_command(self, env: str) -> tuple[list[str], dict[str, str]]:

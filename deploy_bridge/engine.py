@@ -33,6 +33,22 @@ def client() -> docker.DockerClient:
         raise EngineUnavailable(f"no Docker engine answers at {where} ({type(err).__name__})", hint=_HINT) from None
 
 
+def build_client() -> docker.DockerClient:
+    """The engine that builds and pushes a swarm env's releases: MINICLOUD_BUILD_HOST (e.g. this machine's
+    engine, with its build cache, while DOCKER_HOST names a remote manager); else the DOCKER_HOST one."""
+    host = os.environ.get("MINICLOUD_BUILD_HOST")
+    if not host:
+        return client()
+    try:
+        c = docker.DockerClient(base_url=host, timeout=120)
+        c.ping()
+        return c
+    except (DockerException, OSError) as err:
+        raise EngineUnavailable(f"no Docker engine answers at MINICLOUD_BUILD_HOST={host} ({type(err).__name__})",
+                                hint="unset MINICLOUD_BUILD_HOST to build on the swarm manager, or start that "
+                                     "engine") from None
+
+
 def remove_instance(docker_client: docker.DockerClient, instance: str) -> None:
     """Remove everything labelled with a minicloud instance: containers, networks, volumes, images.
 

@@ -96,6 +96,22 @@ class Table:
         return next((f for f in self.fields if f.name == name), None)
 
 
+ENGINES = ("local", "swarm")
+REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")  # HOST[:PORT]: no scheme, no path
+PLACEMENT_RE = re.compile(r"^[A-Za-z0-9_.-]+ *(==|!=) *[A-Za-z0-9_.:/-]+$")  # node.labels.zone==a
+
+
+def _check_registry(value: str) -> str | None:
+    return None if REGISTRY_RE.fullmatch(value) else \
+        f"{value!r} is not HOST:PORT of a registry (no scheme, no path), e.g. \"10.0.0.5:5000\""
+
+
+def _check_placement(value: list[str]) -> str | None:
+    wrong = next((v for v in value if not PLACEMENT_RE.fullmatch(v)), None)
+    return None if wrong is None else \
+        f"{wrong!r} is not a constraint such as \"node.labels.zone==a\" or \"node.role!=manager\""
+
+
 SERVER_KEYS = ("runtime", "start", "port")  # [app] keys of a server-ful app; a functions-only one has none
 COLLECTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")  # the data API's (a table name in PostgreSQL)
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
@@ -161,6 +177,16 @@ SCHEMA: tuple[Table, ...] = (
         (
             Field("sandbox", "boolean", "Run the sandbox open-platform gateway in this environment.",
                   default=True, example="true"),
+            Field("engine", "string", "Where the env runs: \"local\" (containers on this machine's Docker engine) "
+                  "or \"swarm\" (services on the Docker Swarm whose manager DOCKER_HOST names).",
+                  choices=ENGINES, default="local", example='"local"'),
+            Field("replicas", "integer", "App tasks on a swarm env (engine = \"swarm\").", default=1, minimum=1,
+                  maximum=50, example="3"),
+            Field("registry", "string", "HOST:PORT of the image registry every swarm node pulls from (engine = "
+                  "\"swarm\").", check=_check_registry, example='"127.0.0.1:5000"'),
+            Field("placement", "strings", "Swarm placement constraints of the app's tasks, e.g. "
+                  "\"node.labels.zone==a\" (engine = \"swarm\").", check=_check_placement, default=NO_STRINGS,
+                  example='["node.labels.zone==a"]'),
         ),
     ),
     Table("env.*.vars", "Extra variables injected into the app of this environment.", free_form=True,
@@ -306,6 +332,10 @@ class EnvConfig:
     name: str
     vars: dict[str, str] = field(default_factory=dict)
     sandbox: bool = schema_default("env.*", "sandbox")
+    engine: str = schema_default("env.*", "engine")
+    replicas: int = schema_default("env.*", "replicas")
+    registry: str | None = None
+    placement: tuple[str, ...] = schema_default("env.*", "placement")
 
 
 @dataclass(frozen=True)
@@ -639,6 +669,8 @@ def _check_strings(fld: Field, value: Any) -> str | None:
         if fld.pattern is not None and not fld.pattern.match(item):
             return (f"{item!r} is not a Debian package name (lowercase letters, digits, '+', '-', '.'; "
                     "at least two characters)")
+    if fld.check is not None:
+        return fld.check(value)
     return None
 
 

@@ -38,6 +38,8 @@ class EnvStatus:
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the data API's collections: [{"name", "count"}] (None: no [data], or its API does not answer)
     collections: list[dict[str, Any]] | None = None
+    # a swarm env's app tasks: [{"id", "slot", "node", "state", "desired", "release", "error"}] (None: a local env)
+    tasks: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

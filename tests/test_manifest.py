@@ -238,3 +238,40 @@ def test_deploy_canary_errors_name_the_line_and_the_field():
     assert any("10s to 24h" in p.message for p in problems)
     missing, _ = check_manifest_text(GOOD + "[deploy.canary]\njudge = \"5m\"\n", "minicloud.toml")
     assert any("percent" in p.message and "missing" in p.message for p in missing)
+
+
+def test_a_swarm_env_reads_its_engine_replicas_registry_and_placement(tmp_path: Path):
+    text = GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\nreplicas = 3\nregistry = "10.0.0.5:5000"\n'
+                                       'placement = ["node.labels.zone==a", "node.role != manager"]\n')
+    prod, test = (parse_manifest(text, tmp_path / "minicloud.toml").env(e) for e in ("prod", "test"))
+    assert (prod.engine, prod.replicas, prod.registry) == ("swarm", 3, "10.0.0.5:5000")
+    assert list(prod.placement) == ["node.labels.zone==a", "node.role != manager"]
+    assert (test.engine, test.replicas, test.registry, list(test.placement)) == ("local", 1, None, [])
+
+
+@pytest.mark.parametrize(("line", "key", "says"), [
+    ('engine = "k8s"', "engine", "one of local, swarm"),
+    ("replicas = 0", "replicas", "at least 1"),
+    ('registry = "https://reg.example.com/v2"', "registry", "not HOST:PORT"),
+    ('placement = ["zone a"]', "placement", "not a constraint"),
+])
+def test_swarm_settings_errors_name_the_line_and_say_what_is_wrong(line, key, says):
+    text = GOOD.replace("[env.prod]\n", f"[env.prod]\n{line}\n")
+    problems, _ = check_manifest_text(text, "minicloud.toml")
+    assert [(p.line, p.key) for p in problems] == [(text.split("\n").index(line) + 1, f"env.prod.{key}")]
+    assert says in problems[0].message
+
+
+def test_a_swarm_env_refuses_the_verbs_that_do_not_run_there_yet_by_name(tmp_path: Path):
+    from deploy_bridge.cloud import Cloud
+    from deploy_bridge.errors import BadInput, MinicloudError
+
+    (tmp_path / "minicloud.toml").write_text(GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n'))
+    cloud = Cloud(tmp_path)
+    for verb in (lambda: cloud.restart("prod"), lambda: cloud.db_query("prod", "SELECT 1"),
+                 lambda: list(cloud.log_batches("prod")), lambda: cloud.rollback("prod")):
+        with pytest.raises(MinicloudError, match='runs on a swarm') as refused:
+            verb()
+        assert "scale" in refused.value.hint and "deploy" in refused.value.hint
+    with pytest.raises(BadInput, match="scale is for swarm envs"):
+        cloud.scale("test", 2)

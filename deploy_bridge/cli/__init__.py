@@ -127,6 +127,9 @@ def _status_text(status) -> str:
         cpu = f"{c.cpu_percent:5.1f}%" if c.cpu_percent is not None else "    -"
         mem = f"{c.mem_bytes / 2**20:7.1f} MiB" if c.mem_bytes is not None else "        -"
         lines.append(f"  {c.role:8} {c.state:9} {c.health or '':9} {cpu} {mem}  {c.name}")
+    for t in status.tasks or []:
+        lines.append(f"  task {t['slot'] or '-':<3} {t['state']:9} {t['node']:20} {t['release'] or '-'}"
+                     + (f"  {t['error']}" if t["error"] else ""))
     if status.collections:
         lines.append("  collections: " + ", ".join(f"{c['name']} ({c['count']})" for c in status.collections))
     return "\n".join(lines)
@@ -148,6 +151,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = _cloud(args).status(args.env)
     _emit(args, status.to_json(), _status_text(status))
     return STATUS_EXIT.get(status.state, 1)
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    status = _cloud(args).scale(args.env, args.replicas, _progress(args))
+    _emit(args, status.to_json(), _status_text(status))
+    return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -243,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     verb("restart", _lifecycle("restart"), "a fresh container of the running release, with no failed request")
     verb("stop", _lifecycle("stop"), "stop the environment's containers (its URL answers 503)")
     verb("start", _lifecycle("start"), "start the environment's containers again")
+    scale = verb("scale", cmd_scale, "run N app tasks on a swarm env (0 stops the app)")
+    scale.add_argument("replicas", type=int, metavar="N", help="app tasks, from 0 to 50")
     verb("status", cmd_status, "state, release, URL, health, CPU and memory per container "
          "(exit 0 only when the env serves and is healthy)")
     logs = verb("logs", cmd_logs, "the environment's logs, merged across containers")

@@ -1,0 +1,255 @@
+"""An env on Docker Swarm (`[env.NAME] engine = "swarm"`): the app as a replicated service.
+
+The engine is the swarm manager Docker's own settings name (DOCKER_HOST, a context; `ssh://` works).
+Each verb is a few steps over the manager's API:
+
+    deploy    build the release image on the manager's engine → push it to the env's registry (every
+              node pulls from there) → create or update the app service → wait until every task runs
+              the release and is healthy (or Swarm rolled the update back: the deploy fails, naming why)
+    scale     the service's replica count (`stop` is 0, `start` the manifest's `replicas`)
+    tasks     the running tasks with node, state, health and release
+    releases  the registry's tags of the app's repository
+    destroy   the service and the env's overlay network
+
+The update is Swarm's own rolling update: parallelism 1, start-first (a new task is healthy before
+an old one stops), rollback on failure; the health check is the manifest's `health` path asked by curl
+inside the task; the stop grace period is the app's drain time. There is no IPVS on every kernel (not on
+this project's test machine), so the service uses endpoint mode `dnsrr`: `tasks.SERVICE` names each task.
+
+Labels stay the truth: the service, its tasks' containers, the network and the images carry the same
+`minicloud.*` labels as a local env's containers; the release of each task is its container label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import EndpointSpec, Healthcheck, RollbackConfig, ServiceMode, UpdateConfig
+
+from . import registry, swarm
+from .config import LABEL_RELEASE, Settings
+from .errors import MinicloudError, ReleaseUnhealthy
+from .manifest import Manifest
+from .progress import NullProgress, Progress
+from .releases import ReleaseBuilder
+
+SECOND = 1_000_000_000  # Swarm's durations are nanoseconds
+
+
+@dataclass
+class Task:
+    id: str
+    slot: int | None
+    node: str  # the node's hostname
+    state: str  # Swarm's: new, pending, preparing, starting, running, failed, shutdown…
+    desired: str
+    release: str | None
+    error: str
+
+    def as_dict(self) -> dict:
+        return {"id": self.id[:12], "slot": self.slot, "node": self.node, "state": self.state,
+                "desired": self.desired, "release": self.release, "error": self.error}
+
+
+class SwarmEnv:
+    """The verbs of one app's env on a swarm, through the manager `manager`."""
+
+    def __init__(self, manager: docker.DockerClient, settings: Settings, manifest: Manifest, env: str,
+                 builder: docker.DockerClient | None = None) -> None:
+        self.manager, self.settings, self.manifest, self.env = manager, settings, manifest, env
+        # where release images are built and pushed from: the manager's engine unless told (a local engine
+        # with its build cache, as Kamal builds, when this machine reaches the registry too)
+        self.builder = builder or manager
+        self.config = manifest.env(env)
+        self.app = manifest.name
+
+    # ------------------------------------------------------------------ names
+    @property
+    def service_name(self) -> str:
+        return self.settings.container(self.app, self.env, "app")
+
+    @property
+    def network_name(self) -> str:
+        return self.settings.network(self.app, self.env)
+
+    @property
+    def registry(self) -> str:
+        if not self.config.registry:
+            raise MinicloudError(
+                f"env {self.env} runs on a swarm and names no registry: the nodes pull the release images "
+                "from one", hint=f'add registry = "HOST:PORT" to [env.{self.env}] in {self.manifest.path}: a '
+                                 "registry every node and this engine reach (docker-registry, or your own)")
+        return self.config.registry
+
+    def labels(self, role: str, release: str | None = None) -> dict[str, str]:
+        return self.settings.labels(app=self.app, env=self.env, role=role, release=release)
+
+    # ------------------------------------------------------------------ the network
+    def ensure_network(self) -> docker.models.networks.Network:
+        """The env's attachable overlay network: the app's tasks, and later the gateway, meet on it."""
+        swarm.require_manager(self.manager)
+        return self._network() or self.manager.networks.create(self.network_name, driver="overlay", attachable=True,
+                                            labels=self.labels("network"))
+
+    # ------------------------------------------------------------------ deploy
+    def deploy(self, environment: dict[str, str], progress: Progress | None = None) -> tuple[str, str]:
+        """Build, push and roll out a new release; (release id, the image as the nodes pull it)."""
+        progress = progress or NullProgress()
+        swarm.require_manager(self.manager)
+        address = self.registry
+        network = self.ensure_network()
+        release, tag = ReleaseBuilder(self.builder, self.settings, self.manifest, self.env).build(progress)
+        progress.check_cancelled()
+        image = registry.push(self.builder, tag, address, progress=progress)
+        self.roll_out(image, release, environment, network, progress)
+        return release, image
+
+    def roll_out(self, image: str, release: str, environment: dict[str, str], network, progress: Progress) -> None:
+        """Create the app service running `image`, or update it to it, and wait until it converged."""
+        spec = self._spec(image, release, environment, network)
+        service = self._service()
+        if service is None:
+            progress.report(f"creating service {self.service_name} ({self.config.replicas} tasks)")
+            self.manager.services.create(**spec)
+        else:
+            progress.report(f"updating service {self.service_name} to {release}, one task at a time")
+            service.update(**spec)
+        self.wait_converged(release, progress)
+
+    def _spec(self, image: str, release: str, environment: dict[str, str], network) -> dict:
+        m = self.manifest
+        health = (f"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{m.port}{m.health} || exit 1")
+        update = UpdateConfig(parallelism=1, delay=0, failure_action="rollback", monitor=3 * SECOND,
+                              order="start-first")
+        rollback = RollbackConfig(parallelism=1, delay=0, failure_action="pause", monitor=5 * SECOND,
+                                  order="start-first")
+        return {
+            "image": image, "name": self.service_name,
+            "labels": self.labels("app"), "container_labels": self.labels("app", release),
+            "env": [f"{k}={v}" for k, v in environment.items()],
+            "networks": [network.id], "endpoint_spec": EndpointSpec(mode="dnsrr"),
+            "mode": ServiceMode("replicated", replicas=self._replicas_now()),
+            "constraints": list(self.config.placement), "init": True,
+            "healthcheck": Healthcheck(test=["CMD-SHELL", health], interval=1 * SECOND, timeout=3 * SECOND,
+                                       retries=3, start_period=m.health_timeout * SECOND),
+            "stop_grace_period": (m.drain_seconds + 2) * SECOND,
+            "update_config": update, "rollback_config": rollback,
+        }
+
+    def _replicas_now(self) -> int:
+        """The running service keeps its count (a `scale`); a new one gets the manifest's."""
+        service = self._service()
+        if service is not None:
+            mode = service.attrs["Spec"]["Mode"].get("Replicated") or {}
+            if "Replicas" in mode:
+                return int(mode["Replicas"])
+        return self.config.replicas
+
+    def service_spec(self) -> dict | None:
+        """What the app service is asked to run: {"replicas", "image"}; None when there is no service."""
+        service = self._service()
+        if service is None:
+            return None
+        spec = service.attrs["Spec"]
+        return {"replicas": int((spec["Mode"].get("Replicated") or {}).get("Replicas", 0)),
+                "image": spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]}
+
+    def _service(self):
+        try:
+            return self.manager.services.get(self.service_name)
+        except NotFound:
+            return None
+        except APIError:
+            swarm.require_manager(self.manager)  # "not a swarm manager" says why and how to fix it
+            raise
+
+    def wait_converged(self, release: str | None, progress: Progress, timeout: float | None = None) -> None:
+        """Until every wanted task runs (healthy) `release` and no update is under way; ReleaseUnhealthy when Swarm
+        rolled the update back or the deadline passes."""
+        timeout = timeout or self.manifest.health_timeout + 60
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            service = self._service()
+            if service is None:
+                raise ReleaseUnhealthy(f"service {self.service_name} is gone")
+            update = service.attrs.get("UpdateStatus") or {}
+            state = update.get("State", "")
+            if state in ("rollback_completed", "rollback_paused", "paused"):
+                raise ReleaseUnhealthy(f"the update of {self.service_name} to {release} failed and Swarm "
+                                   f"{'rolled it back' if state.startswith('rollback') else 'paused it'}: "
+                                   f"{update.get('Message', '')}",
+                                   details=self._task_errors(), hint=f"minicloud logs {self.env}")
+            want = (service.attrs["Spec"]["Mode"].get("Replicated") or {}).get("Replicas", 0)
+            tasks = [t for t in self.tasks() if t.desired == "running"]
+            running = [t for t in tasks if t.state == "running" and (release is None or t.release == release)]
+            if len(running) == want == len(tasks) and state in ("", "completed"):
+                return  # "updating" lasts until the monitor period after the last task: a rollback may come
+            now = f"{len(running)}/{want} tasks run {release or 'the service'}"
+            if now != last:
+                progress.report(now)
+                last = now
+            progress.check_cancelled()
+            if time.monotonic() > deadline:
+                raise ReleaseUnhealthy(f"{self.service_name}: {now} after {timeout:.0f} s", details=self._task_errors())
+            time.sleep(0.25)
+
+    def _task_errors(self) -> str:
+        return "\n".join(f"task {t.slot} on {t.node}: {t.state} {t.error}" for t in self.tasks(all_tasks=True)
+                         if t.error)[-2000:]
+
+    # ------------------------------------------------------------------ reading
+    def tasks(self, all_tasks: bool = False) -> list[Task]:
+        service = self._service()
+        if service is None:
+            return []
+        nodes = {n.id: (n.attrs.get("Description") or {}).get("Hostname", n.id[:12]) for n in self.manager.nodes.list()}
+        out = []
+        for t in service.tasks() if all_tasks else service.tasks(filters={"desired-state": "running"}):
+            spec = (t.get("Spec") or {}).get("ContainerSpec") or {}
+            status = t.get("Status") or {}
+            out.append(Task(t["ID"], t.get("Slot"), nodes.get(t.get("NodeID", ""), "?"), status.get("State", "?"),
+                            t.get("DesiredState", "?"), (spec.get("Labels") or {}).get(LABEL_RELEASE),
+                            status.get("Err", "")))
+        out.sort(key=lambda t: (t.slot or 0, t.state != "running"))
+        return out
+
+    def releases(self) -> list[str]:
+        repo = self.settings.app_image(self.app, self.env, "x").split(":")[0]
+        prefix = f"{self.env}-"
+        return sorted(t[len(prefix):] for t in registry.tags(self.registry, repo) if t.startswith(prefix))
+
+    # ------------------------------------------------------------------ changing
+    def scale(self, replicas: int, progress: Progress | None = None) -> None:
+        progress = progress or NullProgress()
+        if not 0 <= replicas <= 50:
+            raise MinicloudError(f"scale: {replicas} tasks; from 0 to 50")
+        service = self._service()
+        if service is None:
+            raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
+        service.scale(replicas)
+        self.wait_converged(None, progress)
+
+    def destroy(self, progress: Progress | None = None) -> None:
+        progress = progress or NullProgress()
+        service = self._service()
+        if service is not None:
+            progress.report(f"removing service {self.service_name}")
+            service.remove()
+        deadline = time.monotonic() + 60
+        while network := self._network():
+            # in use until the service's tasks are gone from every node; the manager forgets it a moment later
+            with contextlib.suppress(NotFound, APIError):
+                network.remove()
+            if time.monotonic() > deadline:
+                raise MinicloudError(f"network {self.network_name} is still in use after 60 s",
+                                     hint=f"docker network inspect {self.network_name} (on the manager) names its users")
+            time.sleep(0.25)
+
+    def _network(self):
+        return next((n for n in self.manager.networks.list(names=[self.network_name]) if n.name == self.network_name),
+                    None)

@@ -1,0 +1,155 @@
+"""A swarm env's app service on a lab of real engines (tests/swarm_lab.py: a manager and two workers in
+namespaces of their own, the registry on the host engine, which builds and pushes the releases).
+
+Proves: a deploy spreads the replicas over the nodes, the workers pull the release from the registry,
+every task answers on the overlay by `tasks.SERVICE`; a second deploy replaces every task (start-first);
+an unhealthy release is rolled back by Swarm and the deploy says so; scale; releases from the registry's
+tags; destroy removes the service and the network, and the host engine stays out of the swarm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deploy_bridge import registry
+from deploy_bridge.errors import ReleaseUnhealthy
+from deploy_bridge.swarm_env import SwarmEnv
+from tests.swarm_lab import swarm_lab
+
+pytestmark = pytest.mark.docker
+
+MANIFEST = """\
+[app]
+name = "{name}"
+runtime = "nodejs"
+start = "node server.js"
+port = 3000
+health = "/healthz"
+health_timeout = 10
+drain_seconds = 1
+
+[env.prod]
+sandbox = false
+engine = "swarm"
+replicas = 3
+registry = "{registry}"
+"""
+
+SERVER = """\
+const fs = require('fs');
+const version = fs.readFileSync('version.txt', 'utf8').trim();
+require('http').createServer((q, s) => {
+  if (q.url === '/healthz') { s.writeHead(version === 'broken' ? 500 : 200); return s.end('ok'); }
+  s.end(version + ' ' + require('os').hostname());
+}).listen(3000);
+"""
+
+
+def answers_by_task(probe, service: str) -> dict[str, str]:
+    """What each task answers, asked from a container on the env's overlay network by its address."""
+    code, out = probe.exec_run(["sh", "-c", f"getent ahostsv4 tasks.{service} | awk '{{print $1}}' | sort -u"])
+    assert code == 0, out
+    found = {}
+    for ip in out.decode().split():
+        code, body = probe.exec_run(["curl", "-fsS", "--max-time", "5", f"http://{ip}:3000/"])
+        assert code == 0, f"task {ip}: {body!r}"
+        found[ip] = body.decode()
+    return found
+
+
+def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine, tmp_path):
+    from deploy_bridge.cloud import Cloud
+
+    host = docker_engine
+    host_swarm = host.info()["Swarm"].get("LocalNodeState")
+    with swarm_lab(workers=2, host=host) as lab:
+        ws = tmp_path / "swarmapp"
+        ws.mkdir()
+        name = f"sw{lab.name[-5:]}"
+        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, registry=lab.registry_address))
+        (ws / "server.js").write_text(SERVER)
+        (ws / "version.txt").write_text("v1\n")
+        settings = registry.RegistrySettings(name=f"{lab.name}-registry", port=lab.registry_port,
+                                             bind=("127.0.0.1", lab.bridge_address), labels=lab.labels)
+        lab.containers.append(settings.name)
+        lab.volumes.append(settings.volume_name)
+        registry.ensure_registry(host, settings)
+
+        cloud = Cloud(ws)
+        env = SwarmEnv(lab.manager, cloud.settings, cloud.manifest, "prod", builder=host)
+        lab.services.append(env.service_name)
+        lab.networks.append(env.network_name)
+        first, image = env.deploy({"MINICLOUD_ENV": "prod"})
+        lab.images.extend([image, cloud.settings.app_image(name, "prod", first)])
+        assert image == f"{lab.registry_address}/{cloud.settings.app_image(name, 'prod', first)}"
+        tasks = env.tasks()
+        assert len(tasks) == 3 and {t.release for t in tasks} == {first} and {t.state for t in tasks} == {"running"}
+        assert {t.node for t in tasks} == {w.name for w in lab.engines}, "one task on each node"
+        for worker in lab.worker_clients:  # the workers had no other way to the image than the registry
+            assert any(d.startswith(image.rsplit(":", 1)[0] + "@") for i in worker.images.list()
+                       for d in i.attrs.get("RepoDigests") or [])
+        service = lab.manager.services.get(env.service_name)
+        spec = service.attrs["Spec"]
+        assert spec["UpdateConfig"]["Order"] == "start-first" and spec["UpdateConfig"]["FailureAction"] == "rollback"
+        assert spec["EndpointSpec"]["Mode"] == "dnsrr" and spec["Labels"]["minicloud.app"] == name
+
+        probe = lab.manager.containers.run(image, ["sleep", "600"], name=f"{lab.name}-probe", detach=True,
+                                           network=env.network_name, labels=lab.labels)
+        answers = answers_by_task(probe, env.service_name)
+        assert len(answers) == 3 and all(a.startswith("v1 ") for a in answers.values()), answers
+
+        # a second release replaces every task
+        (ws / "version.txt").write_text("v2\n")
+        second, _ = env.deploy({"MINICLOUD_ENV": "prod"})
+        lab.images.append(cloud.settings.app_image(name, "prod", second))
+        assert {t.release for t in env.tasks()} == {second}
+        answers = answers_by_task(probe, env.service_name)
+        assert len(answers) == 3 and all(a.startswith("v2 ") for a in answers.values()), answers
+        assert env.releases() == sorted([first, second])
+
+        # a release that never gets healthy: Swarm rolls it back, the deploy says so, v2 keeps answering
+        (ws / "version.txt").write_text("broken\n")
+        with pytest.raises(ReleaseUnhealthy, match=r"rolled it back|did not") as failed:
+            env.deploy({"MINICLOUD_ENV": "prod"})
+        assert env.service_name in str(failed.value)
+        assert {t.release for t in env.tasks()} == {second}
+        assert all(a.startswith("v2 ") for a in answers_by_task(probe, env.service_name).values())
+        lab.images.extend(i.tags[0] for i in host.images.list(name=f"{cloud.settings.prefix}-{name}") if i.tags)
+
+        env.scale(1)
+        assert len(env.tasks()) == 1
+        env.scale(3)
+        assert len(env.tasks()) == 3 and {t.release for t in env.tasks()} == {second}
+
+        # the same through the CLI, as a user types it: DOCKER_HOST names the manager, the host engine builds
+        def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+            run = subprocess.run([sys.executable, "-m", "deploy_bridge.cli", *args], cwd=ws, capture_output=True,
+                                 text=True, timeout=600, env={**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}",
+                                                              "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock"})
+            assert not check or run.returncode == 0, run.stderr + run.stdout
+            return run
+
+        status = json.loads(cli("status", "prod", "--json").stdout)
+        assert status["state"] == "running" and status["release"] == second and len(status["tasks"]) == 3
+        assert json.loads(cli("scale", "prod", "2", "--json").stdout)["tasks"].__len__() == 2
+        (ws / "version.txt").write_text("v3\n")
+        third = json.loads(cli("deploy", "prod", "--json").stdout)["release"]
+        lab.images.append(cloud.settings.app_image(name, "prod", third))
+        assert {t.release for t in env.tasks()} == {third} and len(env.tasks()) == 2, "the scale is kept"
+        listed = json.loads(cli("releases", "prod", "--json").stdout)["releases"]
+        ids = [r["id"] for r in listed]  # newest first; the rolled-back release was pushed too
+        assert len(ids) == 4 and [ids[0], *ids[2:]] == [third, second, first] and ids[1] in str(failed.value)
+        assert [r["current"] for r in listed] == [True, False, False, False]
+        refused = cli("logs", "prod", check=False)
+        assert refused.returncode != 0 and "runs on a swarm" in refused.stderr and "scale" in refused.stderr
+
+        probe.remove(force=True)
+        cli("env", "destroy", "prod")
+        assert not lab.manager.services.list(filters={"name": env.service_name})
+        assert not [n for n in lab.manager.networks.list(names=[env.network_name]) if n.name == env.network_name]
+    assert host.info()["Swarm"].get("LocalNodeState") == host_swarm, "the host engine stays out of the swarm"
