@@ -31,6 +31,8 @@ from bench.data import measure_data
 from bench.functions import GOALS as FUNCTION_GOALS
 from bench.metrics import GOALS as METRICS_GOALS
 from bench.metrics import measure_metrics
+from bench.swarm import GOALS as SWARM_GOALS
+from bench.swarm import measure_swarm
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,7 +45,7 @@ GOALS = {  # metric: (goal, "<" or ">")
     "sql_tables_completion_p99_ms": (5.0, "<"), "sql_tables_completion_bytes": (64 * 1024, "<"),
     "completion_first_2s_ratio": (2.0, "<"),
     "initialize_5_apps_ms": (600.0, "<"), "rss_idle_5_apps_mb": (80.0, "<"),
-    **FUNCTION_GOALS, **METRICS_GOALS, **CANARY_GOALS, **DATA_GOALS,
+    **FUNCTION_GOALS, **METRICS_GOALS, **CANARY_GOALS, **DATA_GOALS, **SWARM_GOALS,
 }
 PACKAGES = ["FACE_TO_FACE_PAYMENT", "JSAPI_PAY", "QUICK_WAP_WAY", "FAST_INSTANT_TRADE_PAY", "QUICK_MSECURITY_PAY",
             "芝麻信用"]
@@ -640,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         log("canary: failed requests across start, promote and abort")
         measure_canary(workdir, Path(__file__).with_name("app"), args.quick, results, log)
         measure_data(workdir, args.quick, results, log)
+        measure_swarm(workdir, args.quick, results, log)
     finally:
         log("removing what the benchmark created")
         cleanup(instance)

@@ -27,6 +27,12 @@ def request(url: str, ca_path: str, data: dict | None = None, timeout: float = 5
         return response.status_code, response.text
 
 
+def by_name(host: str | None) -> dict[str, Any]:
+    """Request options that ask an address for `host`: its name in TLS (SNI, checked against the
+    certificate) and in the Host header. Nothing when `host` is None."""
+    return {} if host is None else {"headers": {"Host": host}, "extensions": {"sni_hostname": host}}
+
+
 @dataclass
 class RequestLoop:
     """`clients` threads request `url` until stopped, each at most every `interval` seconds.
@@ -42,6 +48,7 @@ class RequestLoop:
     interval: float = 0.0
     timeout: float = 10
     limit: int = 5000
+    sni_hostname: str | None = None  # the host name to ask for when `url` names an address (a swarm node)
     statuses: list[int | str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -68,7 +75,7 @@ class RequestLoop:
             while not self._stop.is_set() and sent < self.limit:
                 sent += 1
                 try:
-                    status: int | str = client.get(self.url).status_code
+                    status: int | str = client.get(self.url, **by_name(self.sni_hostname)).status_code
                 except httpx.HTTPError as err:  # a closed, refused or reset connection is a failure too
                     status = type(err).__name__
                 with self._lock:
@@ -97,6 +104,7 @@ class LongRequests:
     ca_path: str
     count: int = 5
     timeout: float = 60
+    sni_hostname: str | None = None
     results: list[int | str] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -111,7 +119,7 @@ class LongRequests:
         try:
             with httpx.Client(verify=trusting(self.ca_path), timeout=self.timeout) as client:
                 self.started.set()
-                status: int | str = client.get(self.url).status_code
+                status: int | str = client.get(self.url, **by_name(self.sni_hostname)).status_code
         except httpx.HTTPError as err:
             status = type(err).__name__
         self.results.append(status)

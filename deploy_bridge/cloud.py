@@ -44,7 +44,7 @@ from .status import container_status, derive_state, fill_stats, role_of, sort_co
 from .swarm_env import SwarmEnv
 from .workspace import Workspace
 
-SWARM_VERBS = "env build, deploy, status, scale, releases and env destroy"
+SWARM_VERBS = "env build, deploy, status, scale, releases, rollback and env destroy"
 
 
 class Cloud(Workspace):
@@ -400,6 +400,14 @@ class Cloud(Workspace):
         return list_releases(self._client(), self.settings, self.app, env, self._current_release(env))
 
     def rollback(self, env: str, to: str | None = None, progress: Progress | None = None) -> DeployResult:
+        if (on_swarm := self._swarm(env)) is not None:
+            started = time.monotonic()
+            with self.lock(env).hold("rollback"):
+                previous = (on_swarm.service_spec() or {}).get("release")
+                release, _ = on_swarm.rollback(variables.as_environment(self._variables(env, None)), to, progress)
+            s = self.settings
+            return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
+                                round(time.monotonic() - started, 3))
         progress, started = self._begin(env, progress)
         with self.lock(env).hold("rollback"):
             current = self._current_release(env)

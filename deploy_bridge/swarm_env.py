@@ -6,6 +6,7 @@ Each verb is a few steps over the manager's API:
     deploy    build the release image on the manager's engine → push it to the env's registry (every
               node pulls from there) → create or update the app service → wait until every task runs
               the release and is healthy (or Swarm rolled the update back: the deploy fails, naming why)
+    rollback  the service to an earlier release's image in the registry (the previous one by default)
     scale     the service's replica count (`stop` is 0, `start` the manifest's `replicas`)
     tasks     the running tasks with node, state, health and release
     releases  the registry's tags of the app's repository
@@ -13,7 +14,8 @@ Each verb is a few steps over the manager's API:
 
 The update is Swarm's own rolling update: parallelism 1, start-first (a new task is healthy before
 an old one stops), rollback on failure; the health check is the manifest's `health` path asked by curl
-inside the task; the stop grace period is the app's drain time. There is no IPVS on every kernel (not on
+inside the task; a stopping task is sent no SIGTERM and gets the app's drain time (see `_spec`). The env's
+HTTPS gateway is a service too (swarm_gateway.py), routing the env's host to `tasks.SERVICE`. There is no IPVS on every kernel (not on
 this project's test machine), so the service uses endpoint mode `dnsrr`: `tasks.SERVICE` names each task.
 
 Labels stay the truth: the service, its tasks' containers, the network and the images carry the same
@@ -36,6 +38,7 @@ from .errors import MinicloudError, ReleaseUnhealthy
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder
+from .swarm_gateway import SwarmGateway
 
 SECOND = 1_000_000_000  # Swarm's durations are nanoseconds
 
@@ -106,19 +109,29 @@ class SwarmEnv:
         progress.check_cancelled()
         image = registry.push(self.builder, tag, address, progress=progress)
         self.roll_out(image, release, environment, network, progress)
+        self.gateway().ensure(network, f"tasks.{self.service_name}", self.manifest.port, progress)
         return release, image
+
+    def gateway(self) -> SwarmGateway:
+        return SwarmGateway(self.manager, self.builder, self.settings, self.app, self.env, self.registry)
 
     def roll_out(self, image: str, release: str, environment: dict[str, str], network, progress: Progress) -> None:
         """Create the app service running `image`, or update it to it, and wait until it converged."""
         spec = self._spec(image, release, environment, network)
         service = self._service()
+        before = self._update_started(service)
         if service is None:
             progress.report(f"creating service {self.service_name} ({self.config.replicas} tasks)")
             self.manager.services.create(**spec)
         else:
             progress.report(f"updating service {self.service_name} to {release}, one task at a time")
             service.update(**spec)
-        self.wait_converged(release, progress)
+        self.wait_converged(release, progress, since=before)
+
+    @staticmethod
+    def _update_started(service) -> str | None:
+        """When the service's last update began: an update status from before ours is not ours."""
+        return ((service.attrs.get("UpdateStatus") or {}).get("StartedAt")) if service is not None else None
 
     def _spec(self, image: str, release: str, environment: dict[str, str], network) -> dict:
         m = self.manifest
@@ -136,7 +149,10 @@ class SwarmEnv:
             "constraints": list(self.config.placement), "init": True,
             "healthcheck": Healthcheck(test=["CMD-SHELL", health], interval=1 * SECOND, timeout=3 * SECOND,
                                        retries=3, start_period=m.health_timeout * SECOND),
-            "stop_grace_period": (m.drain_seconds + 2) * SECOND,
+            # A stopping task is out of `tasks.SERVICE` already; it gets no SIGTERM (a Node or Python app
+            # without a handler would drop its requests in flight) but SIGCONT, which stops nothing, and is
+            # killed after the drain time. Swarm's update does not wait for it: the next task goes on.
+            "stop_signal": "SIGCONT", "stop_grace_period": max(m.drain_timeout, m.drain_seconds, 1) * SECOND,
             "update_config": update, "rollback_config": rollback,
         }
 
@@ -155,8 +171,9 @@ class SwarmEnv:
         if service is None:
             return None
         spec = service.attrs["Spec"]
+        container = spec["TaskTemplate"]["ContainerSpec"]
         return {"replicas": int((spec["Mode"].get("Replicated") or {}).get("Replicas", 0)),
-                "image": spec["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0]}
+                "image": container["Image"].split("@")[0], "release": (container.get("Labels") or {}).get(LABEL_RELEASE)}
 
     def _service(self):
         try:
@@ -167,9 +184,10 @@ class SwarmEnv:
             swarm.require_manager(self.manager)  # "not a swarm manager" says why and how to fix it
             raise
 
-    def wait_converged(self, release: str | None, progress: Progress, timeout: float | None = None) -> None:
+    def wait_converged(self, release: str | None, progress: Progress, timeout: float | None = None,
+                       since: str | None = None) -> None:
         """Until every wanted task runs (healthy) `release` and no update is under way; ReleaseUnhealthy when Swarm
-        rolled the update back or the deadline passes."""
+        rolled the update back or the deadline passes. `since`: the update status before the change (ignored)."""
         timeout = timeout or self.manifest.health_timeout + 60
         deadline = time.monotonic() + timeout
         last = ""
@@ -178,7 +196,7 @@ class SwarmEnv:
             if service is None:
                 raise ReleaseUnhealthy(f"service {self.service_name} is gone")
             update = service.attrs.get("UpdateStatus") or {}
-            state = update.get("State", "")
+            state = update.get("State", "") if since is None or update.get("StartedAt") != since else ""
             if state in ("rollback_completed", "rollback_paused", "paused"):
                 raise ReleaseUnhealthy(f"the update of {self.service_name} to {release} failed and Swarm "
                                    f"{'rolled it back' if state.startswith('rollback') else 'paused it'}: "
@@ -224,6 +242,35 @@ class SwarmEnv:
         return sorted(t[len(prefix):] for t in registry.tags(self.registry, repo) if t.startswith(prefix))
 
     # ------------------------------------------------------------------ changing
+    def rollback(self, environment: dict[str, str], to: str | None = None,
+                 progress: Progress | None = None) -> tuple[str, str]:
+        """Roll the service to an earlier release from the registry (no rebuild); (release, image).
+
+        Without `to`: the release the service ran before its last update (Swarm's previous spec); with it,
+        a release id or a unique prefix of one."""
+        progress = progress or NullProgress()
+        service = self._service()
+        if service is None:
+            raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
+        current = (self.service_spec() or {}).get("release")
+        if to is None:
+            previous = ((service.attrs.get("PreviousSpec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+            release = (previous.get("Labels") or {}).get(LABEL_RELEASE)
+            if not release or release == current:
+                raise MinicloudError(f"env {self.env} has no earlier release to go back to",
+                                     hint=f"minicloud releases {self.env}, then rollback {self.env} --to RELEASE")
+        else:
+            matches = [r for r in self.releases() if r.startswith(to)]
+            if len(matches) != 1:
+                known = ", ".join(reversed(self.releases())) or "none"
+                raise MinicloudError(f"{'no' if not matches else 'more than one'} release of {self.env} "
+                                     f"starts with {to!r} (releases: {known})")
+            release = matches[0]
+        image = f"{self.registry}/{self.settings.app_image(self.app, self.env, release)}"
+        progress.report(f"rolling {self.env} back to {release}")
+        self.roll_out(image, release, environment, self.ensure_network(), progress)
+        return release, image
+
     def scale(self, replicas: int, progress: Progress | None = None) -> None:
         progress = progress or NullProgress()
         if not 0 <= replicas <= 50:
@@ -231,11 +278,14 @@ class SwarmEnv:
         service = self._service()
         if service is None:
             raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
+        before = self._update_started(service)
         service.scale(replicas)
-        self.wait_converged(None, progress)
+        self.wait_converged(None, progress, since=before)
 
     def destroy(self, progress: Progress | None = None) -> None:
         progress = progress or NullProgress()
+        progress.report("removing the gateway service")
+        self.gateway().remove()
         service = self._service()
         if service is not None:
             progress.report(f"removing service {self.service_name}")

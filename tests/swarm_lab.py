@@ -209,6 +209,7 @@ class Worker:
     node_id: str | None = None
     netns_inode: int | None = None
     joined: bool = False
+    killed: bool = False  # by `SwarmLab.kill`: a node lost at once (teardown does not ask it anything)
 
     @property
     def netns(self) -> str:
@@ -402,6 +403,20 @@ class SwarmLab:
         except LabError as err:
             raise LabError(f"{err}; the end of its log:\n{w.log_tail()}") from None
 
+    def kill(self, w: Worker) -> None:
+        """Lose node `w` at once, as a machine that loses power: SIGKILL to its dockerd, containerd, shims
+        and containers (everything in its namespace or cgroup). Its tasks are not stopped, they vanish."""
+        w.killed = True
+        if w.client is not None:
+            w.client.close()
+        pids = self._pids_of([w])
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_for(f"the processes of {w.name} to die", lambda: not self._pids_of([w]), 10)
+        if w.process is not None:
+            w.process.wait(timeout=10)
+
     def join(self, w: Worker, timeout: float = 60.0) -> str:
         """Join worker `w` to the swarm (as a worker); its node id once the manager sees it ready."""
         self.manager.swarm.reload()
@@ -451,7 +466,7 @@ class SwarmLab:
         """Containers a test ran on a lab engine with the lab's label (a probe on an attachable network
         holds the network until it goes)."""
         for w in self.engines:
-            if w.client is not None:
+            if w.client is not None and not w.killed:
                 for container in w.client.containers.list(all=True, filters={"label": f"{LAB_LABEL}={self.name}"}):
                     with contextlib.suppress(NotFound):
                         container.remove(force=True)
@@ -470,7 +485,7 @@ class SwarmLab:
                 service.remove()
         if not ids:
             return
-        engines = [w.client for w in self.engines if w.client is not None]
+        engines = [w.client for w in self.engines if w.client is not None and not w.killed]
 
         def tasks_gone() -> bool:
             return not any(e.containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={i}"})
@@ -495,12 +510,14 @@ class SwarmLab:
                 self.host.volumes.get(name).remove(force=True)
 
     def _remove_images(self) -> None:
-        for name in reversed(self.images):
+        # what was pushed to the lab's registry is tagged with its address on the host engine too
+        pushed = [t for i in self.host.images.list() for t in i.tags if t.startswith(f"{self.registry_address}/")]
+        for name in [*reversed(self.images), *pushed]:
             with contextlib.suppress(NotFound):
                 self.host.images.remove(name, force=True, noprune=False)
 
     def _leave(self, w: Worker) -> None:
-        if w.client is None:
+        if w.client is None or w.killed:
             return
         if w.joined:
             with contextlib.suppress(APIError):  # not in a swarm (a failed join): nothing to leave
@@ -529,19 +546,24 @@ class SwarmLab:
             raise LabError(f"dockerd of {', '.join(slow)} did not stop within {STOP_DEADLINE:.0f} s (killed)")
 
     def _leftover_pids(self) -> list[int]:
-        inodes = {w.netns_inode for w in self.engines if w.netns_inode}
+        return self._pids_of(self.engines, match_lab_name=True)
+
+    def _pids_of(self, engines: list[Worker], match_lab_name: bool = False) -> list[int]:
+        """Processes in the namespaces or cgroups of `engines` (or, with match_lab_name, naming the lab)."""
+        inodes = {w.netns_inode for w in engines if w.netns_inode}
+        cgroups = tuple(f"/{w.name}" for w in engines)
         me = os.getpid()
         pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == me:
                 continue
             try:
-                ours = os.stat(entry / "ns" / "net").st_ino in inodes
-                if not ours:
-                    cmdline = (entry / "cmdline").read_bytes()
-                    ours = self.name.encode() in cmdline
-                if not ours:
-                    ours = f"/{self.name}-" in (entry / "cgroup").read_text()
+                ours = os.stat(entry / "ns" / "net").st_ino in inodes  # dockerd, containerd, the shims
+                if not ours and match_lab_name:
+                    ours = self.name.encode() in (entry / "cmdline").read_bytes()
+                if not ours:  # the containers: in their own namespaces, under the engine's cgroup parent
+                    paths = [line.split(":", 2)[-1] for line in (entry / "cgroup").read_text().splitlines()]
+                    ours = any(p == c or p.startswith(c + "/") for p in paths for c in cgroups)
             except OSError:  # gone meanwhile, or a kernel thread
                 continue
             if ours:

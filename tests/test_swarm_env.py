@@ -13,9 +13,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
+from bench.load import LongRequests, RequestLoop, by_name, trusting
 from deploy_bridge import registry
 from deploy_bridge.errors import ReleaseUnhealthy
 from deploy_bridge.swarm_env import SwarmEnv
@@ -32,6 +35,7 @@ port = 3000
 health = "/healthz"
 health_timeout = 10
 drain_seconds = 1
+drain_timeout = 8
 
 [env.prod]
 sandbox = false
@@ -45,6 +49,7 @@ const fs = require('fs');
 const version = fs.readFileSync('version.txt', 'utf8').trim();
 require('http').createServer((q, s) => {
   if (q.url === '/healthz') { s.writeHead(version === 'broken' ? 500 : 200); return s.end('ok'); }
+  if (q.url === '/slow') return setTimeout(() => s.end('slow ' + version), 4000);
   s.end(version + ' ' + require('os').hostname());
 }).listen(3000);
 """
@@ -103,9 +108,53 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         answers = answers_by_task(probe, env.service_name)
         assert len(answers) == 3 and all(a.startswith("v1 ") for a in answers.values()), answers
 
-        # a second release replaces every task
+        # the env's HTTPS gateway, a service publishing its port on the manager, reaches every task
+        url, host_name = f"https://{lab.manager_address}:{cloud.settings.gateway_port}", cloud.settings.app_host(name, "prod")
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+            seen = {client.get(url + "/", **by_name(host_name)).text for _ in range(12)}
+        assert len(seen) == 3 and all(a.startswith("v1 ") for a in seen), seen
+
+        # a second release replaces every task, while every kind of client keeps asking through the gateway
         (ws / "version.txt").write_text("v2\n")
-        second, _ = env.deploy({"MINICLOUD_ENV": "prod"})
+        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
+                                            limit=3000, sni_hostname=host_name),
+                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=3000,
+                                                 sni_hostname=host_name))
+        long = LongRequests(url + "/slow", cloud.ca_path(), count=3, sni_hostname=host_name)
+        with kinds["keep_alive"], kinds["new_connections"]:
+            for loop in kinds.values():
+                loop.wait_for(20)
+            with long:
+                long.started.wait(10)
+                second, _ = env.deploy({"MINICLOUD_ENV": "prod"})
+        failed = {kind: loop.failures for kind, loop in kinds.items()}
+        assert failed == {"keep_alive": [], "new_connections": []}, failed
+        assert long.results == [200] * 3, f"requests in flight during the deploy: {long.results}"
+        assert all(len(loop.statuses) > 50 for loop in kinds.values())
+
+        # a worker lost at once (its engine and containers killed): Swarm starts its task on the others;
+        # the gateway tries the next task when one does not answer, so the URL keeps answering
+        lost = lab.workers[1]
+        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
+                                            limit=5000, sni_hostname=host_name),
+                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=5000,
+                                                 sni_hostname=host_name))
+        with kinds["keep_alive"], kinds["new_connections"]:
+            for loop in kinds.values():
+                loop.wait_for(20)
+            lab.kill(lost)
+            deadline = time.monotonic() + 120
+            while not (len(tasks := env.tasks()) == 3 and lost.name not in {t.node for t in tasks}
+                       and {t.state for t in tasks} == {"running"}):
+                assert time.monotonic() < deadline, f"the lost node's task was not rescheduled: {tasks}"
+                time.sleep(0.5)
+            after = {kind: len(loop.statuses) for kind, loop in kinds.items()}
+            for kind, loop in kinds.items():
+                loop.wait_for(after[kind] + 20)
+        failed = {kind: loop.failures for kind, loop in kinds.items()}
+        print(f"failover: {sum(len(f) for f in failed.values())} failed of "
+              f"{sum(len(loop.statuses) for loop in kinds.values())} requests")
+        assert failed == {"keep_alive": [], "new_connections": []}, failed
         lab.images.append(cloud.settings.app_image(name, "prod", second))
         assert {t.release for t in env.tasks()} == {second}
         answers = answers_by_task(probe, env.service_name)
@@ -145,6 +194,12 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         ids = [r["id"] for r in listed]  # newest first; the rolled-back release was pushed too
         assert len(ids) == 4 and [ids[0], *ids[2:]] == [third, second, first] and ids[1] in str(failed.value)
         assert [r["current"] for r in listed] == [True, False, False, False]
+        rolled = json.loads(cli("rollback", "prod", "--json").stdout)  # to the release before the last update
+        assert (rolled["release"], rolled["previous"]) == (second, third)
+        assert {t.release for t in env.tasks()} == {second}
+        assert json.loads(cli("rollback", "prod", "--to", third, "--json").stdout)["release"] == third
+        unknown = cli("rollback", "prod", "--to", "1999", check=False)
+        assert unknown.returncode != 0 and "no release of prod starts with '1999'" in unknown.stderr
         refused = cli("logs", "prod", check=False)
         assert refused.returncode != 0 and "runs on a swarm" in refused.stderr and "scale" in refused.stderr
 

@@ -778,6 +778,7 @@ def _file_list(body: dict[str, Any]) -> list[Any]:
 
 
 # ------------------------------------------------------------------ HTTP
+DRAIN_LIMIT = 64 * 2**20  # a refused body up to this size is read (and dropped) before the answer
 DOCUMENT_ROUTE = re.compile(r"/db/([^/]+)/(find|count|add|update|remove)")
 
 
@@ -859,8 +860,17 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise ApiError(411, "length_required", "Content-Length is not a number") from None
         if length > limit:
+            if length <= DRAIN_LIMIT:
+                self._discard(length)
             raise ApiError(413, "too_large", f"the body is {length} bytes; at most {limit} are taken")
         return length
+
+    def _discard(self, length: int) -> None:
+        """Read a refused body and drop it. A server that answers and closes while the gateway still sends
+        the body resets the connection, and the client gets the gateway's 502 instead of the answer."""
+        while length > 0 and (chunk := self.rfile.read(min(2**16, length))):
+            length -= len(chunk)
+        self.body_read = True
 
     def _body(self, limit: int = MAX_JSON_BODY) -> bytes:
         length = self._length(limit)

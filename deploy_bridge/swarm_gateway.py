@@ -1,0 +1,187 @@
+"""The HTTPS gateway of a swarm env: the `gateway` recipe (nginx + Lua, as on one machine) as a service.
+
+One per swarm env, on the env's overlay network, its port published in host mode on the manager node(s)
+(the routing mesh needs IPVS, which not every kernel has). What a local gateway reads from bind-mounted
+files comes from Swarm configs and secrets here, so the manager may be another machine: the TLS server
+block of the env's host, the default server, the route (routes.tsv) and the certificate as configs, the
+certificate's key as a secret (never in an image, never on a node's disk but in tmpfs). A changed file
+is a new config (configs are immutable; the name carries the content's hash) and a rolling update.
+
+The route never changes across deploys: the host goes to `tasks.APP_SERVICE:PORT`. nginx resolves that
+name at Docker's DNS (kept a second), gets one address per running task, and tries the next address when
+a connection fails — a task that stopped a moment ago costs a retry, not a failed request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import ConfigReference, EndpointSpec, SecretReference, ServiceMode, UpdateConfig
+
+from . import ca, images, registry
+from .config import Settings
+from .errors import MinicloudError, PortInUse
+from .gateway import ADMIN, CONTAINER_CONF, DEFAULT_CERT_NAME, UPSTREAM_SYSCTLS
+from .progress import NullProgress, Progress
+
+SECRETS_DIR = "/run/secrets"
+
+
+class SwarmGateway:
+    def __init__(self, manager: docker.DockerClient, builder: docker.DockerClient, settings: Settings,
+                 app: str, env: str, registry_address: str) -> None:
+        self.manager, self.builder, self.settings = manager, builder, settings
+        self.app, self.env, self.registry = app, env, registry_address
+        self.host = settings.app_host(app, env)
+
+    @property
+    def service_name(self) -> str:
+        return self.settings.container(self.app, self.env, "gateway")
+
+    def labels(self) -> dict[str, str]:
+        return self.settings.labels(app=self.app, env=self.env, role="gateway")
+
+    # ------------------------------------------------------------------ what nginx reads
+    def files(self, upstream: str, port: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """(configs, secrets): path in the container -> content. Certificates from the local CA."""
+        authority = ca.ensure_ca(self.settings.instance_dir() / "ca")  # the local envs' CA: one to trust
+        out = self.settings.instance_dir() / "swarm" / f"{self.app}-{self.env}" / "certs"
+        cert, key = ca.issue(authority, self.host, out)
+        dcert, dkey = ca.issue(authority, DEFAULT_CERT_NAME, out)
+        gp = self.settings.gateway_port
+        configs = {
+            f"{CONTAINER_CONF}/hosts/{self.host}.conf": (
+                "server {\n"
+                f"    listen {gp} ssl;\n"
+                f"    server_name {self.host};\n"
+                f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
+                f"    ssl_certificate_key {SECRETS_DIR}/{key.name};\n"
+                f"    location / {{ set $minicloud_route {self.host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
+                "}\n").encode(),
+            f"{CONTAINER_CONF}/default.conf": (
+                "server {\n"
+                f"    listen {gp} ssl default_server;\n"
+                f"    ssl_certificate {CONTAINER_CONF}/certs/{dcert.name};\n"
+                f"    ssl_certificate_key {SECRETS_DIR}/{dkey.name};\n"
+                "    default_type text/plain;\n"
+                '    location / { return 404 "minicloud: no app at $host\\n"; }\n'
+                "}\n").encode(),
+            f"{CONTAINER_CONF}/generation.conf": b'location = /_minicloud/generation { return 200 "swarm"; }\n',
+            f"{CONTAINER_CONF}/routes.tsv": f"{self.host}\t{upstream}\t{port}\t\n".encode(),
+            f"{CONTAINER_CONF}/certs/{cert.name}": cert.read_bytes(),
+            f"{CONTAINER_CONF}/certs/{dcert.name}": dcert.read_bytes(),
+        }
+        secrets = {key.name: key.read_bytes(), dkey.name: dkey.read_bytes()}
+        return configs, secrets
+
+    # ------------------------------------------------------------------ the service
+    def ensure(self, network, upstream: str, port: int, progress: Progress | None = None) -> None:
+        """Run the gateway service routing the env's host to `upstream:port`; update it when a file changed."""
+        progress = progress or NullProgress()
+        local = images.ensure_recipe(self.builder, "gateway", progress)
+        image = registry.push(self.builder, local, self.registry, progress=progress)
+        configs, secrets = self.files(upstream, port)
+        refs = [self._config(path, data) for path, data in sorted(configs.items())]
+        secret_refs = [self._secret(name, data) for name, data in sorted(secrets.items())]
+        gp = self.settings.gateway_port
+        spec = {
+            "image": image, "name": self.service_name, "labels": self.labels(), "container_labels": self.labels(),
+            "networks": [network.id], "configs": refs, "secrets": secret_refs,
+            "endpoint_spec": EndpointSpec(mode="dnsrr", ports={gp: (gp, "tcp", "host")}),
+            "mode": ServiceMode("replicated", replicas=1), "constraints": ["node.role==manager"],
+            "sysctls": UPSTREAM_SYSCTLS,
+            # one port on the node: the old task frees it before the new one takes it
+            "update_config": UpdateConfig(parallelism=1, order="stop-first", failure_action="rollback"),
+        }
+        try:
+            service = self.manager.services.get(self.service_name)
+        except NotFound:
+            service = None
+        if service is None:
+            progress.report(f"starting the gateway service on port {gp} of the manager")
+            self.manager.services.create(**spec)
+        elif self._differs(service, image, refs, secret_refs):
+            progress.report("updating the gateway service (its image or files changed)")
+            service.update(**spec)
+        self.wait_up()
+        self._remove_unused()
+
+    @staticmethod
+    def _differs(service, image: str, refs, secret_refs) -> bool:
+        container = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+        have = sorted(c["ConfigName"] for c in container.get("Configs") or [])
+        have_secrets = sorted(s["SecretName"] for s in container.get("Secrets") or [])
+        return (container.get("Image", "").split("@")[0] != image or have != sorted(r["ConfigName"] for r in refs)
+                or have_secrets != sorted(s["SecretName"] for s in secret_refs))
+
+    def _name(self, kind: str, path: str, data: bytes) -> str:
+        digest = hashlib.sha256(path.encode() + b"\0" + data).hexdigest()[:12]
+        return f"{self.service_name}-{kind}-{digest}"
+
+    def _stored(self, kind: str, key: str, data: bytes):
+        """The Swarm config or secret holding `data` (made once: its name carries the content's hash)."""
+        store = self.manager.configs if kind == "config" else self.manager.secrets
+        name = self._name(kind, key, data)
+        found = next((item for item in store.list(filters={"name": name}) if item.name == name), None)
+        return found or store.create(name=name, data=data, labels=self.labels())
+
+    def _config(self, path: str, data: bytes) -> ConfigReference:
+        config = self._stored("config", path, data)
+        return ConfigReference(config.id, config.name, filename=path, mode=0o444)
+
+    def _secret(self, filename: str, data: bytes) -> SecretReference:
+        secret = self._stored("secret", filename, data)
+        return SecretReference(secret.id, secret.name, filename=filename, mode=0o400)
+
+    def _remove_unused(self) -> None:
+        """Configs and secrets of earlier versions of this gateway (in use ones are refused by Swarm)."""
+        prefix = f"{self.service_name}-"
+        for item in [*self.manager.configs.list(), *self.manager.secrets.list()]:
+            if item.name.startswith(prefix):
+                with contextlib.suppress(APIError):  # still used by the running task
+                    item.remove()
+
+    def wait_up(self, timeout: float = 60) -> None:
+        """Until the gateway task runs and its nginx answers inside the container; MinicloudError naming why not."""
+        deadline = time.monotonic() + timeout
+        why = "no task yet"
+        while time.monotonic() < deadline:
+            service = self.manager.services.get(self.service_name)
+            tasks = service.tasks(filters={"desired-state": "running"})
+            for t in tasks:
+                status = t.get("Status") or {}
+                why = f"{status.get('State')}: {status.get('Err') or status.get('Message', '')}"
+                if "port" in (status.get("Err") or "") and "use" in (status.get("Err") or ""):
+                    raise PortInUse(f"the gateway cannot publish port {self.settings.gateway_port} on the manager: "
+                                    f"{status['Err']}", hint="free the port there, or set another gateway port")
+                container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
+                if status.get("State") == "running" and container_id:
+                    try:
+                        code, _ = self.manager.containers.get(container_id).exec_run(
+                            ["curl", "-s", "-o", "/dev/null", "-f", f"{ADMIN}/health"])
+                    except (NotFound, APIError):
+                        return  # the task runs on another manager: its state is what we go by
+                    if code == 0:
+                        return
+            time.sleep(0.25)
+        raise MinicloudError(f"the gateway service {self.service_name} did not start within {timeout:.0f} s ({why})",
+                             hint=f"docker service ps {self.service_name} --no-trunc (on the manager)")
+
+    def remove(self) -> None:
+        with contextlib.suppress(NotFound):
+            self.manager.services.get(self.service_name).remove()
+        deadline = time.monotonic() + 30
+        prefix = f"{self.service_name}-"
+        while time.monotonic() < deadline:
+            left = [i for i in [*self.manager.configs.list(), *self.manager.secrets.list()] if i.name.startswith(prefix)]
+            for item in left:
+                with contextlib.suppress(APIError, NotFound):  # in use until the task is gone
+                    item.remove()
+            if not left:
+                return
+            time.sleep(0.25)
+
