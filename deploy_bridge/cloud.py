@@ -44,7 +44,7 @@ from .status import container_status, derive_state, fill_stats, role_of, sort_co
 from .swarm_env import SwarmEnv
 from .workspace import Workspace
 
-SWARM_VERBS = "env build, deploy, status, scale, releases, rollback and env destroy"
+SWARM_VERBS = "env build, deploy, status, scale, stop, start, restart, logs, releases, rollback and env destroy"
 
 
 class Cloud(Workspace):
@@ -276,6 +276,11 @@ class Cloud(Workspace):
             on_swarm.scale(replicas, progress)
         return self.status(env)
 
+    def _swarm_verb(self, env: str, verb, progress: Progress | None) -> EnvStatus:
+        with self.lock(env).hold(verb.__name__):
+            verb(progress or NullProgress())
+        return self.status(env)
+
     def _swarm_status(self, env: str, on_swarm: SwarmEnv) -> EnvStatus:
         s = self.settings
         service = on_swarm.service_spec()
@@ -497,6 +502,8 @@ class Cloud(Workspace):
 
     # ----------------------------------------------------------------- start / stop / restart
     def stop(self, env: str, progress: Progress | None = None) -> EnvStatus:
+        if (on_swarm := self._swarm(env)) is not None:
+            return self._swarm_verb(env, on_swarm.stop, progress)
         self._check_local(env)
         progress = progress or NullProgress()
         self._network(env)
@@ -516,11 +523,15 @@ class Cloud(Workspace):
 
     def start(self, env: str, progress: Progress | None = None) -> EnvStatus:
         """Start what is stopped; the app's serving container again (or the newest release)."""
+        if (on_swarm := self._swarm(env)) is not None:
+            return self._swarm_verb(env, on_swarm.start, progress)
         return self._bring_up(env, progress or NullProgress(), verb="start")
 
     def restart(self, env: str, progress: Progress | None = None) -> EnvStatus:
         """A fresh container of the running release, switched to with no failed request; the database
         and the sandbox are started if they are down (their connections and data stay)."""
+        if (on_swarm := self._swarm(env)) is not None:
+            return self._swarm_verb(env, on_swarm.restart, progress)
         return self._bring_up(env, progress or NullProgress(), verb="restart")
 
     def _bring_up(self, env: str, progress: Progress, verb: str) -> EnvStatus:
@@ -625,11 +636,16 @@ class Cloud(Workspace):
                     grep: str | None = None, roles: list[str] | None = None, fn: str | None = None,
                     stop: threading.Event | None = None) -> Iterator[list]:
         """The env's logs as they arrive, in batches (see `logs.read_batches`)."""
-        self._check_local(env)
+        on_swarm = self._swarm(env)
+        if on_swarm is None:
+            self._check_local(env)
         roles = roles or list(ALL_ROLES)
         unknown = set(roles) - set(ALL_ROLES)
         if unknown:
             raise BadInput(f"--role {', '.join(sorted(unknown))}: expected one of {', '.join(ALL_ROLES)}")
+        if on_swarm is not None:
+            return logs.read_batches(lambda: on_swarm.log_sources(roles), follow=follow, since=since, tail=tail,
+                                     grep=grep, stop=stop)
         self._network(env)
         hostnames = tuple(self._hosts(env))
 

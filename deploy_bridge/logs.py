@@ -413,6 +413,61 @@ def _take_waiting(sink: queue.Queue[list[LogLine]], timeout: float) -> list[LogL
     return batch
 
 
+class _ServiceLog:
+    """A swarm service as `read_batches` reads a container: its log is every task's, with the task named."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        self.id, self.name = service.id, service.name
+
+    def logs(self, *, timestamps: bool = True, since: dt.datetime | None = None, tail: int | str = "all",
+             stream: bool = False, follow: bool = False):
+        chunks = self.service.logs(stdout=True, stderr=True, timestamps=timestamps, details=True, follow=follow,
+                                   since=int(since.timestamp()) if since else 0, tail=tail)
+        return chunks if stream or follow else b"".join(chunks)
+
+
+class _ServiceSource(_Source):
+    """One swarm service's log; each line's release is its task's (`release_of(task id)`)."""
+
+    def __init__(self, service, role: str, release_of: Callable[[str], str | None]) -> None:
+        self.container = _ServiceLog(service)  # type: ignore[assignment] - what read_batches uses of it
+        self.role, self.release_of, self.accept, self.stream = role, release_of, None, None
+        self.release = None
+
+    def lines(self, raw: bytes) -> list[LogLine]:
+        out = []
+        for line in raw.decode(errors="replace").splitlines():
+            stamp, _, rest = line.partition(" ")
+            details, _, text = rest.partition(" ")  # com.docker.swarm.node.id=…,…task.id=… MESSAGE
+            if not stamp or "=" not in details:
+                continue
+            fields = dict(part.partition("=")[::2] for part in details.split(","))
+            stamp = stamp[:23] + "Z" if len(stamp) > 24 and stamp.endswith("Z") else stamp
+            out.append(LogLine(stamp, self.role, self.release_of(fields.get("com.docker.swarm.task.id", "")), text))
+        return out
+
+    def follow(self, since: dt.datetime | None, tail: int | None, sink: queue.Queue) -> None:
+        buffer = b""
+        try:
+            self.stream = self.container.logs(follow=True, since=since, tail=tail if tail is not None else "all")
+            for chunk in self.stream:
+                buffer += chunk
+                if b"\n" in buffer:
+                    complete, _, buffer = buffer.rpartition(b"\n")
+                    if batch := self.lines(complete):
+                        sink.put(batch)
+        except (NotFound, APIError, OSError, ValueError):
+            pass  # the service went away: its log ends
+        finally:
+            if buffer:
+                sink.put(self.lines(buffer))
+
+
+def service_source(service, role: str, release_of: Callable[[str], str | None]) -> _Source:
+    return _ServiceSource(service, role, release_of)
+
+
 def make_source(container: docker.models.containers.Container,
                 accept: Callable[[str], bool] | None = None) -> _Source:
     return _Source(container, container.labels.get(LABEL_ROLE, "?"), accept)

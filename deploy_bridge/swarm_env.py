@@ -7,7 +7,9 @@ Each verb is a few steps over the manager's API:
               node pulls from there) → create or update the app service → wait until every task runs
               the release and is healthy (or Swarm rolled the update back: the deploy fails, naming why)
     rollback  the service to an earlier release's image in the registry (the previous one by default)
-    scale     the service's replica count (`stop` is 0, `start` the manifest's `replicas`)
+    scale     the service's replica count
+    stop      0 tasks (the count kept in a label), `start` brings it back; `restart` replaces every task
+    logs      the app's and the gateway's service logs, each line with its task's release
     tasks     the running tasks with node, state, health and release
     releases  the registry's tags of the app's repository
     destroy   the service and the env's overlay network
@@ -32,7 +34,7 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.types import EndpointSpec, Healthcheck, RollbackConfig, ServiceMode, UpdateConfig
 
-from . import registry, swarm
+from . import logs, registry, swarm
 from .config import LABEL_RELEASE, Settings
 from .errors import MinicloudError, ReleaseUnhealthy
 from .manifest import Manifest
@@ -41,6 +43,7 @@ from .releases import ReleaseBuilder
 from .swarm_gateway import SwarmGateway
 
 SECOND = 1_000_000_000  # Swarm's durations are nanoseconds
+LABEL_STOPPED_AT = "minicloud.stopped.replicas"  # on a stopped app service: how many tasks `start` brings back
 
 
 @dataclass
@@ -241,7 +244,57 @@ class SwarmEnv:
         prefix = f"{self.env}-"
         return sorted(t[len(prefix):] for t in registry.tags(self.registry, repo) if t.startswith(prefix))
 
+    def log_sources(self, roles: list[str]) -> list:
+        """The app's and the gateway's service logs as `logs.read_batches` sources (each line with its task's
+        release, read from the task's spec: labels stay the truth)."""
+        releases: dict[str, str | None] = {}
+
+        def release_of(task_id: str) -> str | None:
+            if task_id not in releases:
+                releases.update({t.id: t.release for t in self.tasks(all_tasks=True)})
+            return releases.get(task_id)
+
+        found = []
+        for role, name in (("app", self.service_name), ("gateway", self.gateway().service_name)):
+            if role in roles:
+                with contextlib.suppress(NotFound):
+                    found.append(logs.service_source(self.manager.services.get(name), role,
+                                                     release_of if role == "app" else lambda _: None))
+        return found
+
     # ------------------------------------------------------------------ changing
+    def restart(self, progress: Progress | None = None) -> None:
+        """Fresh tasks of the running release, one at a time, start-first (Swarm's forced update)."""
+        progress = progress or NullProgress()
+        service = self._require_service()
+        before = self._update_started(service)
+        service.force_update()
+        self.wait_converged((self.service_spec() or {}).get("release"), progress, since=before)
+
+    def stop(self, progress: Progress | None = None) -> None:
+        """No app task runs; the count it had is kept on the service (a label) for `start`."""
+        service = self._require_service()
+        replicas = (self.service_spec() or {}).get("replicas", 0)
+        if replicas:
+            labels = {**(service.attrs["Spec"].get("Labels") or {}), LABEL_STOPPED_AT: str(replicas)}
+            service.update(mode=ServiceMode("replicated", replicas=0), labels=labels)
+        self.wait_converged(None, progress or NullProgress())
+
+    def start(self, progress: Progress | None = None) -> None:
+        """The count the app had before `stop` (else the manifest's `replicas`)."""
+        service = self._require_service()
+        labels = dict(service.attrs["Spec"].get("Labels") or {})
+        replicas = int(labels.pop(LABEL_STOPPED_AT, 0)) or self.config.replicas
+        if (self.service_spec() or {}).get("replicas") == 0:
+            service.update(mode=ServiceMode("replicated", replicas=replicas), labels=labels)
+        self.wait_converged(None, progress or NullProgress())
+
+    def _require_service(self):
+        service = self._service()
+        if service is None:
+            raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
+        return service
+
     def rollback(self, environment: dict[str, str], to: str | None = None,
                  progress: Progress | None = None) -> tuple[str, str]:
         """Roll the service to an earlier release from the registry (no rebuild); (release, image).
@@ -249,9 +302,7 @@ class SwarmEnv:
         Without `to`: the release the service ran before its last update (Swarm's previous spec); with it,
         a release id or a unique prefix of one."""
         progress = progress or NullProgress()
-        service = self._service()
-        if service is None:
-            raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
+        service = self._require_service()
         current = (self.service_spec() or {}).get("release")
         if to is None:
             previous = ((service.attrs.get("PreviousSpec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
@@ -275,9 +326,7 @@ class SwarmEnv:
         progress = progress or NullProgress()
         if not 0 <= replicas <= 50:
             raise MinicloudError(f"scale: {replicas} tasks; from 0 to 50")
-        service = self._service()
-        if service is None:
-            raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
+        service = self._require_service()
         before = self._update_started(service)
         service.scale(replicas)
         self.wait_converged(None, progress, since=before)

@@ -478,7 +478,9 @@ class SwarmLab:
 
     def _remove_services(self) -> None:
         ids = []
-        for name in reversed(self.services):
+        # the manager is the lab's own: every service on it goes, the tracked ones first
+        names = [*reversed(self.services), *(s.name for s in self.manager.services.list())]
+        for name in dict.fromkeys(names):
             with contextlib.suppress(NotFound):
                 service = self.manager.services.get(name)
                 ids.append(service.id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ require('http').createServer((q, s) => {
   if (q.url === '/healthz') { s.writeHead(version === 'broken' ? 500 : 200); return s.end('ok'); }
   if (q.url === '/slow') return setTimeout(() => s.end('slow ' + version), 4000);
   s.end(version + ' ' + require('os').hostname());
-}).listen(3000);
+}).listen(3000, () => console.log('listening ' + version));
 """
 
 
@@ -87,7 +88,7 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
 
         cloud = Cloud(ws)
         env = SwarmEnv(lab.manager, cloud.settings, cloud.manifest, "prod", builder=host)
-        lab.services.append(env.service_name)
+        lab.services.extend([env.service_name, env.gateway().service_name])
         lab.networks.append(env.network_name)
         first, image = env.deploy({"MINICLOUD_ENV": "prod"})
         lab.images.extend([image, cloud.settings.app_image(name, "prod", first)])
@@ -132,29 +133,6 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert long.results == [200] * 3, f"requests in flight during the deploy: {long.results}"
         assert all(len(loop.statuses) > 50 for loop in kinds.values())
 
-        # a worker lost at once (its engine and containers killed): Swarm starts its task on the others;
-        # the gateway tries the next task when one does not answer, so the URL keeps answering
-        lost = lab.workers[1]
-        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
-                                            limit=5000, sni_hostname=host_name),
-                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=5000,
-                                                 sni_hostname=host_name))
-        with kinds["keep_alive"], kinds["new_connections"]:
-            for loop in kinds.values():
-                loop.wait_for(20)
-            lab.kill(lost)
-            deadline = time.monotonic() + 120
-            while not (len(tasks := env.tasks()) == 3 and lost.name not in {t.node for t in tasks}
-                       and {t.state for t in tasks} == {"running"}):
-                assert time.monotonic() < deadline, f"the lost node's task was not rescheduled: {tasks}"
-                time.sleep(0.5)
-            after = {kind: len(loop.statuses) for kind, loop in kinds.items()}
-            for kind, loop in kinds.items():
-                loop.wait_for(after[kind] + 20)
-        failed = {kind: loop.failures for kind, loop in kinds.items()}
-        print(f"failover: {sum(len(f) for f in failed.values())} failed of "
-              f"{sum(len(loop.statuses) for loop in kinds.values())} requests")
-        assert failed == {"keep_alive": [], "new_connections": []}, failed
         lab.images.append(cloud.settings.app_image(name, "prod", second))
         assert {t.release for t in env.tasks()} == {second}
         answers = answers_by_task(probe, env.service_name)
@@ -200,9 +178,48 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert json.loads(cli("rollback", "prod", "--to", third, "--json").stdout)["release"] == third
         unknown = cli("rollback", "prod", "--to", "1999", check=False)
         assert unknown.returncode != 0 and "no release of prod starts with '1999'" in unknown.stderr
-        refused = cli("logs", "prod", check=False)
+        refused = cli("db", "prod", "-e", "SELECT 1", check=False)
         assert refused.returncode != 0 and "runs on a swarm" in refused.stderr and "scale" in refused.stderr
 
+        # the app's log, every task's lines with their release, in the local envs' line format
+        lines = [json.loads(line) for line in cli("logs", "prod", "--role", "app", "--json").stdout.splitlines()]
+        assert {"role": "app", "release": third, "line": "listening v3"} in [
+            {k: v for k, v in line.items() if k != "time"} for line in lines], lines[-5:]
+        assert lines == sorted(lines, key=lambda line: line["time"])
+        text = cli("logs", "prod", "--role", "app", "--tail", "50").stdout
+        assert re.search(rf"^\S+Z app {third} \| listening v3$", text, re.M), text[-500:]
+        status_before_restart = json.loads(cli("status", "prod", "--json").stdout)
+        restarted = json.loads(cli("restart", "prod", "--json").stdout)
+        assert restarted["state"] == "running" and {t["release"] for t in restarted["tasks"]} == {third}
+        assert not {t["id"] for t in restarted["tasks"]} & {t["id"] for t in status_before_restart["tasks"]}
+        assert json.loads(cli("stop", "prod", "--json").stdout)["state"] == "stopped"
+        started = json.loads(cli("start", "prod", "--json").stdout)
+        assert started["state"] == "running" and len(started["tasks"]) == 2, "the count from before the stop"
+
+        # last, a worker lost at once (its engine and containers killed): Swarm starts its task on the others;
+        # the gateway tries the next task when one does not answer, so the URL keeps answering
+        env.scale(3)
+        lost = next(w for w in lab.workers if w.name in {t.node for t in env.tasks()})
+        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
+                                            limit=5000, sni_hostname=host_name),
+                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=5000,
+                                                 sni_hostname=host_name))
+        with kinds["keep_alive"], kinds["new_connections"]:
+            for loop in kinds.values():
+                loop.wait_for(20)
+            lab.kill(lost)
+            deadline = time.monotonic() + 120
+            while not (len(tasks := env.tasks()) == 3 and lost.name not in {t.node for t in tasks}
+                       and {t.state for t in tasks} == {"running"}):
+                assert time.monotonic() < deadline, f"the lost node's task was not rescheduled: {tasks}"
+                time.sleep(0.5)
+            after = {kind: len(loop.statuses) for kind, loop in kinds.items()}
+            for kind, loop in kinds.items():
+                loop.wait_for(after[kind] + 20)
+        failed = {kind: loop.failures for kind, loop in kinds.items()}
+        print(f"failover: {sum(len(f) for f in failed.values())} failed of "
+              f"{sum(len(loop.statuses) for loop in kinds.values())} requests")
+        assert failed == {"keep_alive": [], "new_connections": []}, failed
         probe.remove(force=True)
         cli("env", "destroy", "prod")
         assert not lab.manager.services.list(filters={"name": env.service_name})
