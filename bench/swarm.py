@@ -13,6 +13,8 @@ from typing import Any
 GOALS = {"swarm_deploy_s": (15.0, "<"), "swarm_deploy_failed_requests": (0, "<="),
          "swarm_failover_failed_requests": (0, "<="), "swarm_rollback_s": (10.0, "<")}
 
+# the app of the bench and of tests/test_swarm_env.py: `version.txt` says what it answers ("broken" fails
+# its health check), /slow takes 3 s, and it logs one line when it listens
 MANIFEST = """\
 [app]
 name = "{name}"
@@ -34,9 +36,10 @@ registry = "{registry}"
 SERVER = """\
 const version = require('fs').readFileSync('version.txt', 'utf8').trim();
 require('http').createServer((q, s) => {
+  if (q.url === '/healthz') { s.writeHead(version === 'broken' ? 500 : 200); return s.end('ok'); }
   if (q.url === '/slow') return setTimeout(() => s.end('slow ' + version), 3000);
-  s.end(version);
-}).listen(3000);
+  s.end(version + ' ' + require('os').hostname());
+}).listen(3000, () => console.log('listening ' + version));
 """
 
 

@@ -20,41 +20,13 @@ import httpx
 import pytest
 
 from bench.load import LongRequests, RequestLoop, by_name, trusting
+from bench.swarm import MANIFEST, SERVER
 from deploy_bridge import registry
 from deploy_bridge.errors import ReleaseUnhealthy
 from deploy_bridge.swarm_env import SwarmEnv
 from tests.swarm_lab import swarm_lab
 
 pytestmark = pytest.mark.docker
-
-MANIFEST = """\
-[app]
-name = "{name}"
-runtime = "nodejs"
-start = "node server.js"
-port = 3000
-health = "/healthz"
-health_timeout = 10
-drain_seconds = 1
-drain_timeout = 8
-
-[env.prod]
-sandbox = false
-engine = "swarm"
-replicas = 3
-registry = "{registry}"
-"""
-
-SERVER = """\
-const fs = require('fs');
-const version = fs.readFileSync('version.txt', 'utf8').trim();
-require('http').createServer((q, s) => {
-  if (q.url === '/healthz') { s.writeHead(version === 'broken' ? 500 : 200); return s.end('ok'); }
-  if (q.url === '/slow') return setTimeout(() => s.end('slow ' + version), 4000);
-  s.end(version + ' ' + require('os').hostname());
-}).listen(3000, () => console.log('listening ' + version));
-"""
-
 
 def answers_by_task(probe, service: str) -> dict[str, str]:
     """What each task answers, asked from a container on the env's overlay network by its address."""
