@@ -76,7 +76,11 @@ def test_an_instance_on_its_way_back_to_the_pool_takes_no_request_and_still_coun
 
         reply = asyncio.ensure_future(scheduler.invoke("single", {}))
         assert not reply.done()
-        await asyncio.sleep(0.01)
+        for _ in range(100):  # a few turns of the event loop, not a time: until the request has taken its place
+            if scheduler.queues["single"] or spare.state != "pool":
+                break
+            await asyncio.sleep(0)
+        assert scheduler.queues["single"], "the request waits for the function's one slot"
         assert old.state == "recycling" and spare.state == "pool", \
             "max_instances = 1: no pool instance is taken while the old one still runs `single`"
         status, _, headers = await asyncio.wait_for(reply, 5)
