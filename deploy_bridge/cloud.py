@@ -44,7 +44,8 @@ from .status import container_status, derive_state, fill_stats, role_of, sort_co
 from .swarm_env import SwarmEnv
 from .workspace import Workspace
 
-SWARM_VERBS = "env build, deploy, status, scale, stop, start, restart, logs, releases, rollback and env destroy"
+SWARM_VERBS = ("env build, deploy, status, scale, stop, start, restart, logs, releases, rollback, db and "
+               "env destroy")
 
 
 class Cloud(Workspace):
@@ -57,6 +58,8 @@ class Cloud(Workspace):
         return Edge(self._client(), self.settings)
 
     def _db(self, env: str) -> Database:
+        if (on_swarm := self._swarm(env)) is not None:
+            return on_swarm.database()
         return Database(self._client(), self.settings, self.app, env)
 
     def _swarm(self, env: str) -> SwarmEnv | None:
@@ -121,7 +124,7 @@ class Cloud(Workspace):
         A first build that fails leaves nothing behind; a rebuild that fails leaves the env as it was.
         """
         if (on_swarm := self._swarm(env)) is not None:
-            return self._swarm_deploy(env, on_swarm, progress or NullProgress())
+            return self._swarm_build(env, on_swarm, progress or NullProgress())
         self._check_local(env)
         progress = progress or NullProgress()
         client = self._client()
@@ -181,7 +184,10 @@ class Cloud(Workspace):
     def destroy_env(self, env: str, with_data: bool = False, progress: Progress | None = None) -> None:
         if (on_swarm := self._swarm(env)) is not None:
             with self.lock(env).hold("env destroy"):
-                on_swarm.destroy(progress)
+                on_swarm.destroy(with_data, progress)
+            if not with_data:
+                (progress or NullProgress()).report(f"kept the database volume {on_swarm.database().volume_name} "
+                                                    "on its node (use --with-data to remove)")
             return
         self._check_local(env)
         progress = progress or NullProgress()
@@ -256,11 +262,18 @@ class Cloud(Workspace):
             return self._deploy_locked(env, progress, started)
 
     # ----------------------------------------------------------------- swarm envs
+    def _swarm_build(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
+        with self.lock(env).hold("env build"):
+            on_swarm.build(credentials(self.workspace, env, self.app), progress)
+        return self._swarm_deploy(env, on_swarm, progress)
+
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
         started = time.monotonic()
         with self.lock(env).hold("deploy"):
+            if not on_swarm.is_built():
+                raise NotBuilt(f"environment {env} of {self.app} is not built on this swarm",
+                               hint=f"minicloud env build {env}")
             previous = next((t.release for t in on_swarm.tasks() if t.state == "running"), None)
-            credentials(self.workspace, env, self.app)  # the variables name them
             release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress)
         s = self.settings
         return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
@@ -685,7 +698,6 @@ class Cloud(Workspace):
 
     def db_query(self, env: str, sql: str) -> list[QueryResult]:
         """Run SQL; one result per statement that returns rows."""
-        self._check_local(env)
         return self._db(env).query_all(self.db_credentials(env), sql)
 
     # ----------------------------------------------------------------- the collector's store
@@ -706,13 +718,15 @@ class Cloud(Workspace):
 
     def db_schema(self, env: str) -> list[TableInfo]:
         """Tables, columns and row counts of the env's database (one query, for the server's index)."""
-        self._check_local(env)
         return self._db(env).schema(self.db_credentials(env))
 
     def db_shell_command(self, env: str) -> tuple[list[str], dict[str, str]]:
         """argv and environment for an interactive `mariadb` shell in the env's database container."""
         creds = self.db_credentials(env)
-        name = self.settings.container(self.app, env, "db")
+        container = self._db(env).container()
+        if container is None:
+            raise MinicloudError(f"the database of {self.app}/{env} is not running", hint=f"minicloud start {env}")
+        name = container.name
         return (["docker", "exec", "-it", "-e", "MYSQL_PWD", name, "mariadb", "-u", creds.user, creds.database],
                 {**os.environ, "MYSQL_PWD": creds.password})
 

@@ -217,6 +217,15 @@ def _get(url: str, timeout: float, headers: Mapping[str, str] | None = None, met
     return _opener.open(request, timeout=timeout)
 
 
+def not_answering(address: str, timeout: float = 2.0) -> str | None:
+    """None when the registry at ADDRESS answers `GET /v2/` with 200; else why not."""
+    try:
+        with _get(f"http://{address}/v2/", timeout) as resp:
+            return None if resp.status == 200 else f"http://{address}/v2/ answered {resp.status}"
+    except (OSError, urllib.error.URLError) as err:
+        return f"http://{address}/v2/: {err}"
+
+
 def tags(address: str, repo: str, *, timeout: float = 10.0) -> list[str]:
     """The tags of REPO in the registry at ADDRESS, sorted; [] when the repository does not exist."""
     repo = repo.removeprefix(f"{address}/")

@@ -36,11 +36,14 @@ from docker.types import EndpointSpec, Healthcheck, RollbackConfig, ServiceMode,
 
 from . import logs, registry, swarm
 from .config import LABEL_RELEASE, Settings
+from .credentials import DbCredentials
 from .errors import MinicloudError, ReleaseUnhealthy
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder
+from .swarm_db import SwarmDatabase
 from .swarm_gateway import SwarmGateway
+from .swarm_registry import ImageRoute, SwarmRegistry
 
 SECOND = 1_000_000_000  # Swarm's durations are nanoseconds
 LABEL_STOPPED_AT = "minicloud.stopped.replicas"  # on a stopped app service: how many tasks `start` brings back
@@ -72,6 +75,7 @@ class SwarmEnv:
         self.builder = builder or manager
         self.config = manifest.env(env)
         self.app = manifest.name
+        self._route: ImageRoute | None = None
 
     # ------------------------------------------------------------------ names
     @property
@@ -84,12 +88,18 @@ class SwarmEnv:
 
     @property
     def registry(self) -> str:
-        if not self.config.registry:
-            raise MinicloudError(
-                f"env {self.env} runs on a swarm and names no registry: the nodes pull the release images "
-                "from one", hint=f'add registry = "HOST:PORT" to [env.{self.env}] in {self.manifest.path}: a '
-                                 "registry every node and this engine reach (docker-registry, or your own)")
-        return self.config.registry
+        """The registry's address as the nodes name it (the env's `registry`, else minicloud's own)."""
+        return self.config.registry or self.own_registry().address()
+
+    def own_registry(self) -> SwarmRegistry:
+        return SwarmRegistry(self.manager, self.builder, self.settings)
+
+    def image_route(self, progress: Progress | None = None) -> ImageRoute:
+        """How images reach the registry (minicloud's own is started when it does not run)."""
+        if self._route is None:
+            self._route = (ImageRoute(self.builder, self.config.registry) if self.config.registry
+                           else self.own_registry().route(progress))
+        return self._route
 
     def labels(self, role: str, release: str | None = None) -> dict[str, str]:
         return self.settings.labels(app=self.app, env=self.env, role=role, release=release)
@@ -101,22 +111,36 @@ class SwarmEnv:
         return self._network() or self.manager.networks.create(self.network_name, driver="overlay", attachable=True,
                                             labels=self.labels("network"))
 
+    # ------------------------------------------------------------------ env build
+    def build(self, creds: DbCredentials, progress: Progress | None = None) -> None:
+        """What the app needs before its first deploy: the overlay network and the database service."""
+        progress = progress or NullProgress()
+        network = self.ensure_network()
+        self.database().ensure_service(network, creds, self.image_route(progress), progress)
+
+    def database(self) -> SwarmDatabase:
+        return SwarmDatabase(self.manager, self.builder, self.settings, self.app, self.env)
+
+    def is_built(self) -> bool:
+        """`env build` made the env's network (a deploy needs nothing else from it to run)."""
+        return self._network() is not None
+
     # ------------------------------------------------------------------ deploy
     def deploy(self, environment: dict[str, str], progress: Progress | None = None) -> tuple[str, str]:
         """Build, push and roll out a new release; (release id, the image as the nodes pull it)."""
         progress = progress or NullProgress()
         swarm.require_manager(self.manager)
-        address = self.registry
+        route = self.image_route(progress)
         network = self.ensure_network()
         release, tag = ReleaseBuilder(self.builder, self.settings, self.manifest, self.env).build(progress)
         progress.check_cancelled()
-        image = registry.push(self.builder, tag, address, progress=progress)
+        image = route.push(tag, progress)
         self.roll_out(image, release, environment, network, progress)
-        self.gateway().ensure(network, f"tasks.{self.service_name}", self.manifest.port, progress)
+        self.gateway().ensure(network, f"tasks.{self.service_name}", self.manifest.port, route, progress)
         return release, image
 
     def gateway(self) -> SwarmGateway:
-        return SwarmGateway(self.manager, self.builder, self.settings, self.app, self.env, self.registry)
+        return SwarmGateway(self.manager, self.builder, self.settings, self.app, self.env)
 
     def roll_out(self, image: str, release: str, environment: dict[str, str], network, progress: Progress) -> None:
         """Create the app service running `image`, or update it to it, and wait until it converged."""
@@ -240,6 +264,8 @@ class SwarmEnv:
         return out
 
     def releases(self) -> list[str]:
+        if not self.config.registry and self.own_registry().service() is None:
+            return []  # nothing was pushed yet
         repo = self.settings.app_image(self.app, self.env, "x").split(":")[0]
         prefix = f"{self.env}-"
         return sorted(t[len(prefix):] for t in registry.tags(self.registry, repo) if t.startswith(prefix))
@@ -255,7 +281,8 @@ class SwarmEnv:
             return releases.get(task_id)
 
         found = []
-        for role, name in (("app", self.service_name), ("gateway", self.gateway().service_name)):
+        for role, name in (("app", self.service_name), ("db", self.database().name),
+                           ("gateway", self.gateway().service_name)):
             if role in roles:
                 with contextlib.suppress(NotFound):
                     found.append(logs.service_source(self.manager.services.get(name), role,
@@ -331,7 +358,8 @@ class SwarmEnv:
         service.scale(replicas)
         self.wait_converged(None, progress, since=before)
 
-    def destroy(self, progress: Progress | None = None) -> None:
+    def destroy(self, with_data: bool = False, progress: Progress | None = None) -> None:
+        """The env's services and network; the database's volume only `with_data`."""
         progress = progress or NullProgress()
         progress.report("removing the gateway service")
         self.gateway().remove()
@@ -339,6 +367,7 @@ class SwarmEnv:
         if service is not None:
             progress.report(f"removing service {self.service_name}")
             service.remove()
+        self.database().remove(with_data, progress)
         deadline = time.monotonic() + 60
         while network := self._network():
             # in use until the service's tasks are gone from every node; the manager forgets it a moment later

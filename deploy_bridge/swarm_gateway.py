@@ -22,20 +22,21 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.types import ConfigReference, EndpointSpec, SecretReference, ServiceMode, UpdateConfig
 
-from . import ca, images, registry
+from . import ca, images
 from .config import Settings
 from .errors import MinicloudError, PortInUse
 from .gateway import ADMIN, CONTAINER_CONF, DEFAULT_CERT_NAME, UPSTREAM_SYSCTLS
 from .progress import NullProgress, Progress
+from .swarm_registry import ImageRoute
 
 SECRETS_DIR = "/run/secrets"
 
 
 class SwarmGateway:
     def __init__(self, manager: docker.DockerClient, builder: docker.DockerClient, settings: Settings,
-                 app: str, env: str, registry_address: str) -> None:
+                 app: str, env: str) -> None:
         self.manager, self.builder, self.settings = manager, builder, settings
-        self.app, self.env, self.registry = app, env, registry_address
+        self.app, self.env = app, env
         self.host = settings.app_host(app, env)
 
     @property
@@ -79,11 +80,10 @@ class SwarmGateway:
         return configs, secrets
 
     # ------------------------------------------------------------------ the service
-    def ensure(self, network, upstream: str, port: int, progress: Progress | None = None) -> None:
+    def ensure(self, network, upstream: str, port: int, route: ImageRoute, progress: Progress | None = None) -> None:
         """Run the gateway service routing the env's host to `upstream:port`; update it when a file changed."""
         progress = progress or NullProgress()
-        local = images.ensure_recipe(self.builder, "gateway", progress)
-        image = registry.push(self.builder, local, self.registry, progress=progress)
+        image = route.push(images.ensure_recipe(self.builder, "gateway", progress), progress)
         configs, secrets = self.files(upstream, port)
         refs = [self._config(path, data) for path, data in sorted(configs.items())]
         secret_refs = [self._secret(name, data) for name, data in sorted(secrets.items())]

@@ -42,7 +42,8 @@ IPVS, privileged containers refused so no Docker-in-Docker; measured 2026-11-27)
       --pidfile /run/mc-lab-XXXXX-wN.pid  -H unix:///run/mc-lab-XXXXX-wN.sock
       --bridge=none  --iptables=true (the rules live in the worker's namespace only)
       --default-address-pool base=198.18.P.0/24,size=26 (docker_gwbridge of the worker, inside its namespace)
-      --insecure-registry MANAGER_ADDRESS/32  --cgroup-parent /mc-lab-XXXXX-wN (so every process of its
+      --insecure-registry BLOCK (the lab's /24: a registry on the host's bridge address or on a node)
+      --cgroup-parent /mc-lab-XXXXX-wN (so every process of its
       containers is found, and killed, by cgroup)
   It answers in about a second (polled with a deadline); it shares /etc/docker/key.json with the host.
 - Swarm: `swarm init` on the manager engine advertising its `eth0` address, `swarm.join` from each
@@ -370,7 +371,7 @@ class SwarmLab:
         return ["dockerd", "--config-file", str(w.root / "daemon.json"), "--data-root", str(w.root / "data"),
                 "--exec-root", str(w.exec_root), "--pidfile", str(w.pidfile), "-H", f"unix://{w.sock}",
                 "--bridge=none", "--iptables=true", f"--default-address-pool=base={self.pool},size=26",
-                f"--insecure-registry={self.bridge_address}/32", f"--cgroup-parent=/{w.name}",
+                f"--insecure-registry={self.block}", f"--cgroup-parent=/{w.name}",
                 "--log-level=info"]
 
     def _start_engine(self, w: Worker) -> None:
@@ -512,8 +513,16 @@ class SwarmLab:
                 self.host.volumes.get(name).remove(force=True)
 
     def _remove_images(self) -> None:
-        # what was pushed to the lab's registry is tagged with its address on the host engine too
-        pushed = [t for i in self.host.images.list() for t in i.tags if t.startswith(f"{self.registry_address}/")]
+        # what was pushed to the lab's registry, or to a registry on a lab node, is tagged with that address on
+        # the host engine too
+        def lab_address(tag: str) -> bool:
+            host = tag.split("/", 1)[0].rsplit(":", 1)[0] if "/" in tag else ""
+            with contextlib.suppress(ValueError):
+                return ipaddress.ip_address(host) in self.block
+            return False
+
+        pushed = [t for i in self.host.images.list() for t in i.tags
+                  if t.startswith(f"{self.registry_address}/") or lab_address(t)]
         for name in [*reversed(self.images), *pushed]:
             with contextlib.suppress(NotFound):
                 self.host.images.remove(name, force=True, noprune=False)

@@ -268,7 +268,7 @@ def test_a_swarm_env_refuses_the_verbs_that_do_not_run_there_yet_by_name(tmp_pat
 
     (tmp_path / "minicloud.toml").write_text(GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n'))
     cloud = Cloud(tmp_path)
-    for verb in (lambda: cloud.fn_list("prod"), lambda: cloud.db_query("prod", "SELECT 1"),
+    for verb in (lambda: cloud.fn_list("prod"), lambda: cloud.metrics("prod"),
                  lambda: cloud.canary_status("prod"), lambda: cloud.promote("prod")):
         with pytest.raises(MinicloudError, match='runs on a swarm') as refused:
             verb()

@@ -1,0 +1,141 @@
+"""The MariaDB of a swarm env: a service of one task, pinned to the node that holds its volume.
+
+A swarm moves tasks between nodes; a database's files do not move with them. So the service has a
+placement constraint on one node, the one it was first created on (the manager minicloud talks to),
+and its named volume lives there. The database is single-node: losing that node loses the data, which
+comes back by a restore (README says so). The app's tasks reach it on the env's overlay network by the
+same name as on one machine (`db`, MYSQL_HOST), so an app moves from local to swarm unchanged.
+
+Queries (`minicloud db`, the editor's tables) run `mariadb` inside the task's container through the
+manager's engine, as they do in the local container: the task runs on the manager by construction.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
+
+from . import images
+from .config import Settings
+from .credentials import DB_ALIAS, DbCredentials
+from .database import Database
+from .errors import MinicloudError
+from .progress import NullProgress, Progress
+from .swarm_registry import ImageRoute
+
+SECOND = 1_000_000_000
+DATA_DIR = "/var/lib/mysql"
+# the task is healthy once the app's user gets an answer (the entrypoint creates it on a new volume)
+HEALTH = 'MYSQL_PWD="$MYSQL_PASSWORD" mariadb -u "$MYSQL_USER" "$MYSQL_DATABASE" -e "SELECT 1" >/dev/null'
+
+
+class SwarmDatabase(Database):
+    """`Database`'s queries against the task's container; `ensure_service` and `remove` run the service."""
+
+    def __init__(self, manager: docker.DockerClient, builder: docker.DockerClient, settings: Settings, app: str,
+                 env: str) -> None:
+        super().__init__(manager, settings, app, env)
+        self.builder = builder
+
+    def labels(self) -> dict[str, str]:
+        return self.settings.labels(app=self.app, env=self.env, role="db")
+
+    def service(self):
+        try:
+            return self.client.services.get(self.name)
+        except NotFound:
+            return None
+
+    def container(self) -> docker.models.containers.Container | None:
+        """The task's container on the manager's engine (None when no task runs there)."""
+        found = self.client.containers.list(filters={"label": self.settings.label_filter(
+            app=self.app, env=self.env, role="db")})
+        return found[0] if found else None
+
+    def pinned_node(self) -> str:
+        """The node the database lives on: the service's constraint, or (a new one) the manager's own node."""
+        service = self.service()
+        if service is not None:
+            for constraint in (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints") or []:
+                if m := re.fullmatch(r"node\.id\s*==\s*(\S+)", constraint):
+                    return m.group(1)
+        return self.client.info()["Swarm"]["NodeID"]
+
+    def ensure_service(self, network, creds: DbCredentials, route: ImageRoute,
+                       progress: Progress | None = None) -> None:
+        """Run the database service (kept when it runs; its volume's data is kept always) and wait until it answers."""
+        progress = progress or NullProgress()
+        if self.service() is None:
+            image = route.push(images.ensure_recipe(self.builder, "mariadb", progress), progress)
+            node = self.pinned_node()
+            kept = any(v.name == self.volume_name for v in self.client.volumes.list(filters={"name": self.volume_name}))
+            progress.report(f"database volume {self.volume_name} found: its data is kept" if kept else
+                            f"starting MariaDB as service {self.name}, pinned to this node (its volume lives here)")
+            self.client.services.create(
+                image=image, name=self.name, labels=self.labels(), container_labels=self.labels(),
+                env=[f"MYSQL_DATABASE={creds.database}", f"MYSQL_USER={creds.user}",
+                     f"MYSQL_PASSWORD={creds.password}"],
+                mounts=[Mount(DATA_DIR, self.volume_name, type="volume", labels=self.labels())],
+                networks=[NetworkAttachmentConfig(network.id, aliases=[DB_ALIAS])],
+                endpoint_spec=EndpointSpec(mode="dnsrr"), mode=ServiceMode("replicated", replicas=1),
+                constraints=[f"node.id=={node}"],
+                healthcheck=Healthcheck(test=["CMD-SHELL", HEALTH], interval=1 * SECOND, timeout=5 * SECOND,
+                                        retries=5, start_period=90 * SECOND),
+                # one writer of the files at a time: the old task stops before a new one starts
+                update_config=UpdateConfig(parallelism=1, order="stop-first", failure_action="pause"),
+                stop_grace_period=30 * SECOND)
+        self.wait_ready(creds)
+
+    def wait_ready(self, creds: DbCredentials, timeout: float = 120) -> None:
+        """Until the task runs on this engine and the app's user gets an answer; MinicloudError naming why not."""
+        deadline = time.monotonic() + timeout
+        why = "no task yet"
+        while time.monotonic() < deadline:
+            service = self.service()
+            if service is None:
+                raise MinicloudError(f"the database service {self.name} is gone")
+            for task in service.tasks(filters={"desired-state": "running"}):
+                status = task.get("Status") or {}
+                why = f"{status.get('State')} {status.get('Err') or ''}".strip()
+            container = self.container()
+            if container is not None and container.status == "running":
+                code, _ = container.exec_run(["sh", "-c", HEALTH])
+                if code == 0:
+                    return
+                why = "MariaDB does not answer yet"
+            time.sleep(0.5)
+        raise MinicloudError(f"the database service {self.name} is not ready after {timeout:.0f} s ({why})",
+                             hint=f"docker service ps {self.name} --no-trunc (on the manager)")
+
+    def _run(self, creds: DbCredentials, sql: str, output: str) -> str:
+        if self.container() is None:
+            raise MinicloudError(f"the database of {self.app}/{self.env} has no running task on this engine "
+                                 f"(it is pinned to node {self.pinned_node()[:12]})",
+                                 hint=f"minicloud env build {self.env} starts it; DOCKER_HOST must name that node")
+        return super()._run(creds, sql, output)
+
+    def remove(self, with_data: bool, progress: Progress | None = None) -> None:
+        """The service; its volume too when `with_data` (on this engine: the database is pinned to it)."""
+        progress = progress or NullProgress()
+        service = self.service()
+        if service is not None:
+            progress.report(f"removing service {self.name}")
+            service.remove()
+        if not with_data:
+            return
+        deadline = time.monotonic() + 60
+        while True:  # in use until the task's container is gone
+            try:
+                self.client.volumes.get(self.volume_name).remove()
+                return
+            except NotFound:
+                return
+            except APIError as err:
+                if time.monotonic() > deadline:
+                    raise MinicloudError(f"the database volume {self.volume_name} cannot be removed: "
+                                         f"{err.explanation or err}") from None
+            time.sleep(0.25)

@@ -1,0 +1,121 @@
+"""`env build` of a swarm env, through the CLI as a user types it, on a lab of real engines (a manager and
+one worker, tests/swarm_lab.py): minicloud's own registry as a service on the manager (the env names no
+registry), MariaDB as a service pinned to the manager with its volume, the app reaching it by `db` on the
+overlay, `minicloud db` and the editor's table index on it, and the data kept across `env destroy` unless
+`--with-data`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from bench.load import by_name, trusting
+from tests.swarm_lab import swarm_lab
+
+pytestmark = pytest.mark.docker
+
+MANIFEST = """\
+[app]
+name = "{name}"
+runtime = "nodejs"
+start = "node server.js"
+port = 3000
+health = "/healthz"
+
+[env.prod]
+sandbox = false
+engine = "swarm"
+replicas = 2
+"""
+
+# /db: what the database greets a new connection with (MariaDB's handshake names the server)
+SERVER = """\
+const net = require('net');
+require('http').createServer((q, s) => {
+  if (q.url === '/db') {
+    const c = net.connect(+process.env.MYSQL_PORT, process.env.MYSQL_HOST);
+    c.once('data', d => { s.end(d.toString('latin1').includes('MariaDB') ? 'db MariaDB' : 'db other'); c.destroy(); });
+    c.on('error', e => { s.writeHead(502); s.end('db ' + e.message); });
+    return;
+  }
+  s.end('up');
+}).listen(3000);
+"""
+
+
+def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_data(docker_engine, tmp_path,
+                                                                                    monkeypatch):
+    from deploy_bridge.cloud import Cloud
+
+    host = docker_engine
+    with swarm_lab(workers=1, host=host) as lab:
+        ws = tmp_path / "swarmdb"
+        ws.mkdir()
+        name = f"sd{lab.name[-5:]}"
+        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name))
+        (ws / "server.js").write_text(SERVER)
+        environ = {**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}",
+                   "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock"}
+
+        def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+            run = subprocess.run([sys.executable, "-m", "deploy_bridge.cli", *args], cwd=ws, capture_output=True,
+                                 text=True, timeout=600, env=environ)
+            assert not check or run.returncode == 0, run.stderr + run.stdout
+            return run
+
+        refused = cli("deploy", "prod", check=False)
+        assert refused.returncode != 0 and "not built" in refused.stderr and "env build prod" in refused.stderr
+
+        built = json.loads(cli("env", "build", "prod", "--json").stdout)
+        for monkey in ("DOCKER_HOST", "MINICLOUD_BUILD_HOST"):
+            monkeypatch.setenv(monkey, environ[monkey])
+        cloud = Cloud(ws)
+        s = cloud.settings
+        lab.images.append(s.app_image(name, "prod", built["release"]))
+        services = {svc.name: svc.attrs["Spec"] for svc in lab.manager.services.list()}
+        pinned = f"node.id=={lab.manager_node_id}"
+        for own in (f"{s.prefix}-registry", s.container(name, "prod", "db")):
+            assert pinned in services[own]["TaskTemplate"]["Placement"]["Constraints"], own
+            assert services[own]["Labels"]["minicloud.instance"] == s.instance
+        registry_address = f"{lab.manager_address}:5000"
+        app = services[s.container(name, "prod", "app")]["TaskTemplate"]["ContainerSpec"]["Image"]
+        assert app.startswith(f"{registry_address}/"), app
+        worker = lab.worker_clients[0]  # it had no other way to the image than minicloud's registry
+        assert any(d.startswith(app.split("@")[0].rsplit(":", 1)[0] + "@") for i in worker.images.list()
+                   for d in i.attrs.get("RepoDigests") or [])
+
+        status = json.loads(cli("status", "prod", "--json").stdout)
+        assert status["state"] == "running" and len(status["tasks"]) == 2
+
+        # the app reaches the database by the name it has on one machine, through the env's gateway
+        url, host_name = f"https://{lab.manager_address}:{s.gateway_port}", s.app_host(name, "prod")
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+            assert client.get(url + "/db", **by_name(host_name)).text == "db MariaDB"
+
+        cli("db", "prod", "-e", "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20)); "
+                                "INSERT INTO orders VALUES (1, 'kept')")
+        tables = {t.name: t.columns for t in cloud.db_schema("prod")}  # what the editor's completions read
+        assert tables == {"orders": [("id", "int(11)"), ("note", "varchar(20)")]}
+        db_lines = [json.loads(line) for line in cli("logs", "prod", "--role", "db", "--json").stdout.splitlines()]
+        assert db_lines and {line["role"] for line in db_lines} == {"db"}
+
+        gone = cli("env", "destroy", "prod")
+        assert "database volume and credentials kept" in gone.stdout
+        left = {svc.name for svc in lab.manager.services.list()}
+        assert not {s.container(name, "prod", role) for role in ("app", "db", "gateway")} & left
+        assert f"{s.prefix}-registry" in left, "the registry serves every env of the instance: it stays"
+        volume = s.volume(name, "prod", "db")
+        assert lab.manager.volumes.get(volume).attrs["Labels"]["minicloud.app"] == name
+
+        again = json.loads(cli("env", "build", "prod", "--json").stdout)
+        lab.images.append(s.app_image(name, "prod", again["release"]))
+        assert "kept" in cli("db", "prod", "-e", "SELECT note FROM orders WHERE id = 1").stdout
+
+        cli("env", "destroy", "prod", "--with-data")
+        assert not lab.manager.volumes.list(filters={"name": volume})
