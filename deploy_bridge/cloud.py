@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, NotFound
@@ -265,7 +266,20 @@ class Cloud(Workspace):
     def _swarm_build(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
         with self.lock(env).hold("env build"):
             on_swarm.build(credentials(self.workspace, env, self.app), progress)
+            if self.manifest.env(env).sandbox:
+                self._sandbox_keys(env, create=True)
         return self._swarm_deploy(env, on_swarm, progress)
+
+    def _swarm_files(self, env: str) -> dict[str, tuple[bytes, bool]]:
+        """What a local app gets mounted (the CA, the sandbox's keys) as a swarm app's files; private keys
+        as secrets."""
+        return {spec["bind"]: (Path(host).read_bytes(), "private" in Path(spec["bind"]).name)
+                for host, spec in self._mounts(env).items()}
+
+    def _swarm_result(self, env: str, release: str, previous: str | None, started: float) -> DeployResult:
+        s = self.settings
+        return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
+                            round(time.monotonic() - started, 3))
 
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
         started = time.monotonic()
@@ -274,10 +288,12 @@ class Cloud(Workspace):
                 raise NotBuilt(f"environment {env} of {self.app} is not built on this swarm",
                                hint=f"minicloud env build {env}")
             previous = next((t.release for t in on_swarm.tasks() if t.state == "running"), None)
-            release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress)
-        s = self.settings
-        return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
-                            round(time.monotonic() - started, 3))
+            keys = self._sandbox_keys(env, create=False) if self.manifest.env(env).sandbox else None
+            if keys is not None:  # the granted packages of now
+                on_swarm.ensure_sandbox(keys, self.workspace / "abilities", progress)
+            release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress,
+                                         files=self._swarm_files(env))
+        return self._swarm_result(env, release, previous, started)
 
     def scale(self, env: str, replicas: int, progress: Progress | None = None) -> EnvStatus:
         """A swarm env's app tasks: `replicas` of them (0 stops the app)."""
@@ -422,10 +438,9 @@ class Cloud(Workspace):
             started = time.monotonic()
             with self.lock(env).hold("rollback"):
                 previous = (on_swarm.service_spec() or {}).get("release")
-                release, _ = on_swarm.rollback(variables.as_environment(self._variables(env, None)), to, progress)
-            s = self.settings
-            return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
-                                round(time.monotonic() - started, 3))
+                release, _ = on_swarm.rollback(variables.as_environment(self._variables(env, None)), to, progress,
+                                               files=self._swarm_files(env))
+            return self._swarm_result(env, release, previous, started)
         progress, started = self._begin(env, progress)
         with self.lock(env).hold("rollback"):
             current = self._current_release(env)

@@ -76,3 +76,20 @@ def node_table(client: docker.DockerClient) -> list[dict]:
         })
     rows.sort(key=lambda r: (r["role"] != "manager", r["hostname"], r["id"]))
     return rows
+
+
+def pinned_node(service) -> str | None:
+    """The node id a service is pinned to by a `node.id==ID` constraint (None when it is not)."""
+    if service is None:
+        return None
+    constraints = (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints") or []
+    for constraint in constraints:
+        key, _, value = constraint.replace(" ", "").partition("==")
+        if key == "node.id" and value:
+            return value
+    return None
+
+
+def own_node(client: docker.DockerClient) -> str:
+    """The node id of the engine `client` talks to."""
+    return _swarm_info(client).get("NodeID") or ""

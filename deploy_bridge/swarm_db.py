@@ -12,14 +12,13 @@ manager's engine, as they do in the local container: the task runs on the manage
 
 from __future__ import annotations
 
-import re
 import time
 
 import docker
 from docker.errors import APIError, NotFound
 from docker.types import EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
 
-from . import images
+from . import images, swarm
 from .config import Settings
 from .credentials import DB_ALIAS, DbCredentials
 from .database import Database
@@ -58,12 +57,7 @@ class SwarmDatabase(Database):
 
     def pinned_node(self) -> str:
         """The node the database lives on: the service's constraint, or (a new one) the manager's own node."""
-        service = self.service()
-        if service is not None:
-            for constraint in (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints") or []:
-                if m := re.fullmatch(r"node\.id\s*==\s*(\S+)", constraint):
-                    return m.group(1)
-        return self.client.info()["Swarm"]["NodeID"]
+        return swarm.pinned_node(self.service()) or swarm.own_node(self.client)
 
     def ensure_service(self, network, creds: DbCredentials, route: ImageRoute,
                        progress: Progress | None = None) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, NotFound
@@ -41,9 +42,12 @@ from .errors import MinicloudError, ReleaseUnhealthy
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder
+from .sandbox.platform import PORT as SANDBOX_PORT
 from .swarm_db import SwarmDatabase
+from .swarm_files import SwarmFiles
 from .swarm_gateway import SwarmGateway
 from .swarm_registry import ImageRoute, SwarmRegistry
+from .swarm_sandbox import SwarmSandbox
 
 SECOND = 1_000_000_000  # Swarm's durations are nanoseconds
 LABEL_STOPPED_AT = "minicloud.stopped.replicas"  # on a stopped app service: how many tasks `start` brings back
@@ -76,6 +80,7 @@ class SwarmEnv:
         self.config = manifest.env(env)
         self.app = manifest.name
         self._route: ImageRoute | None = None
+        self.files: dict[str, tuple[bytes, bool]] = {}  # what a roll-out gives the app's tasks (see `deploy`)
 
     # ------------------------------------------------------------------ names
     @property
@@ -126,9 +131,14 @@ class SwarmEnv:
         return self._network() is not None
 
     # ------------------------------------------------------------------ deploy
-    def deploy(self, environment: dict[str, str], progress: Progress | None = None) -> tuple[str, str]:
-        """Build, push and roll out a new release; (release id, the image as the nodes pull it)."""
+    def deploy(self, environment: dict[str, str], progress: Progress | None = None,
+               files: dict[str, tuple[bytes, bool]] | None = None) -> tuple[str, str]:
+        """Build, push and roll out a new release; (release id, the image as the nodes pull it).
+
+        `files`: what the app reads besides its image (path in the container -> content, secret or not):
+        the local CA's certificate, the sandbox's keys; Swarm configs and secrets here."""
         progress = progress or NullProgress()
+        self.files = files or {}
         swarm.require_manager(self.manager)
         route = self.image_route(progress)
         network = self.ensure_network()
@@ -136,8 +146,23 @@ class SwarmEnv:
         progress.check_cancelled()
         image = route.push(tag, progress)
         self.roll_out(image, release, environment, network, progress)
-        self.gateway().ensure(network, f"tasks.{self.service_name}", self.manifest.port, route, progress)
+        self.gateway().ensure(network, self.routes(), route, progress)
         return release, image
+
+    def routes(self) -> dict[str, tuple[str, int]]:
+        """What the env's gateway serves: host -> (upstream, port); the tasks of each service by name."""
+        s = self.settings
+        found = {s.app_host(self.app, self.env): (f"tasks.{self.service_name}", self.manifest.port)}
+        if self.config.sandbox and self.sandbox().service() is not None:
+            found[s.sandbox_host(self.app, self.env)] = (f"tasks.{self.sandbox().name}", SANDBOX_PORT)
+        return found
+
+    def sandbox(self) -> SwarmSandbox:
+        return SwarmSandbox(self.manager, self.builder, self.settings, self.app, self.env)
+
+    def ensure_sandbox(self, keys, abilities: Path, progress: Progress | None = None) -> None:
+        """The env's sandbox open platform, with these keys and granted packages."""
+        self.sandbox().ensure(self.ensure_network(), keys, abilities, self.image_route(progress), progress)
 
     def gateway(self) -> SwarmGateway:
         return SwarmGateway(self.manager, self.builder, self.settings, self.app, self.env)
@@ -162,6 +187,9 @@ class SwarmEnv:
 
     def _spec(self, image: str, release: str, environment: dict[str, str], network) -> dict:
         m = self.manifest
+        store = SwarmFiles(self.manager, self.service_name, self.labels("app"))
+        configs = [store.config(path, data) for path, (data, secret) in sorted(self.files.items()) if not secret]
+        secrets = [store.secret(path, data) for path, (data, secret) in sorted(self.files.items()) if secret]
         health = (f"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{m.port}{m.health} || exit 1")
         update = UpdateConfig(parallelism=1, delay=0, failure_action="rollback", monitor=3 * SECOND,
                               order="start-first")
@@ -172,6 +200,7 @@ class SwarmEnv:
             "labels": self.labels("app"), "container_labels": self.labels("app", release),
             "env": [f"{k}={v}" for k, v in environment.items()],
             "networks": [network.id], "endpoint_spec": EndpointSpec(mode="dnsrr"),
+            "configs": configs, "secrets": secrets,
             "mode": ServiceMode("replicated", replicas=self._replicas_now()),
             "constraints": list(self.config.placement), "init": True,
             "healthcheck": Healthcheck(test=["CMD-SHELL", health], interval=1 * SECOND, timeout=3 * SECOND,
@@ -282,7 +311,7 @@ class SwarmEnv:
 
         found = []
         for role, name in (("app", self.service_name), ("db", self.database().name),
-                           ("gateway", self.gateway().service_name)):
+                           ("sandbox", self.sandbox().name), ("gateway", self.gateway().service_name)):
             if role in roles:
                 with contextlib.suppress(NotFound):
                     found.append(logs.service_source(self.manager.services.get(name), role,
@@ -323,12 +352,13 @@ class SwarmEnv:
         return service
 
     def rollback(self, environment: dict[str, str], to: str | None = None,
-                 progress: Progress | None = None) -> tuple[str, str]:
+                 progress: Progress | None = None, files: dict[str, tuple[bytes, bool]] | None = None) -> tuple[str, str]:
         """Roll the service to an earlier release from the registry (no rebuild); (release, image).
 
         Without `to`: the release the service ran before its last update (Swarm's previous spec); with it,
         a release id or a unique prefix of one."""
         progress = progress or NullProgress()
+        self.files = files or {}
         service = self._require_service()
         current = (self.service_spec() or {}).get("release")
         if to is None:
@@ -367,6 +397,8 @@ class SwarmEnv:
         if service is not None:
             progress.report(f"removing service {self.service_name}")
             service.remove()
+        SwarmFiles(self.manager, self.service_name, self.labels("app")).remove_all()
+        self.sandbox().remove(with_data)
         self.database().remove(with_data, progress)
         deadline = time.monotonic() + 60
         while network := self._network():

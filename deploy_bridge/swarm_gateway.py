@@ -15,18 +15,18 @@ a connection fails — a task that stopped a moment ago costs a retry, not a fai
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 
 import docker
 from docker.errors import APIError, NotFound
-from docker.types import ConfigReference, EndpointSpec, SecretReference, ServiceMode, UpdateConfig
+from docker.types import EndpointSpec, NetworkAttachmentConfig, ServiceMode, UpdateConfig
 
 from . import ca, images
 from .config import Settings
 from .errors import MinicloudError, PortInUse
 from .gateway import ADMIN, CONTAINER_CONF, DEFAULT_CERT_NAME, UPSTREAM_SYSCTLS
 from .progress import NullProgress, Progress
+from .swarm_files import SwarmFiles, differs
 from .swarm_registry import ImageRoute
 
 SECRETS_DIR = "/run/secrets"
@@ -47,22 +47,14 @@ class SwarmGateway:
         return self.settings.labels(app=self.app, env=self.env, role="gateway")
 
     # ------------------------------------------------------------------ what nginx reads
-    def files(self, upstream: str, port: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
-        """(configs, secrets): path in the container -> content. Certificates from the local CA."""
+    def files(self, routes: dict[str, tuple[str, int]]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """(configs, secrets): path in the container -> content, for `routes` (host -> upstream, port).
+        Certificates from the local CA."""
         authority = ca.ensure_ca(self.settings.instance_dir() / "ca")  # the local envs' CA: one to trust
         out = self.settings.instance_dir() / "swarm" / f"{self.app}-{self.env}" / "certs"
-        cert, key = ca.issue(authority, self.host, out)
-        dcert, dkey = ca.issue(authority, DEFAULT_CERT_NAME, out)
         gp = self.settings.gateway_port
+        dcert, dkey = ca.issue(authority, DEFAULT_CERT_NAME, out)
         configs = {
-            f"{CONTAINER_CONF}/hosts/{self.host}.conf": (
-                "server {\n"
-                f"    listen {gp} ssl;\n"
-                f"    server_name {self.host};\n"
-                f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
-                f"    ssl_certificate_key {SECRETS_DIR}/{key.name};\n"
-                f"    location / {{ set $minicloud_route {self.host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
-                "}\n").encode(),
             f"{CONTAINER_CONF}/default.conf": (
                 "server {\n"
                 f"    listen {gp} ssl default_server;\n"
@@ -72,25 +64,43 @@ class SwarmGateway:
                 '    location / { return 404 "minicloud: no app at $host\\n"; }\n'
                 "}\n").encode(),
             f"{CONTAINER_CONF}/generation.conf": b'location = /_minicloud/generation { return 200 "swarm"; }\n',
-            f"{CONTAINER_CONF}/routes.tsv": f"{self.host}\t{upstream}\t{port}\t\n".encode(),
-            f"{CONTAINER_CONF}/certs/{cert.name}": cert.read_bytes(),
+            f"{CONTAINER_CONF}/routes.tsv": "".join(f"{host}\t{upstream}\t{port}\t\n"
+                                                    for host, (upstream, port) in sorted(routes.items())).encode(),
             f"{CONTAINER_CONF}/certs/{dcert.name}": dcert.read_bytes(),
         }
-        secrets = {key.name: key.read_bytes(), dkey.name: dkey.read_bytes()}
+        secrets = {dkey.name: dkey.read_bytes()}
+        for host in sorted(routes):
+            cert, key = ca.issue(authority, host, out)
+            configs[f"{CONTAINER_CONF}/hosts/{host}.conf"] = (
+                "server {\n"
+                f"    listen {gp} ssl;\n"
+                f"    server_name {host};\n"
+                f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
+                f"    ssl_certificate_key {SECRETS_DIR}/{key.name};\n"
+                f"    location / {{ set $minicloud_route {host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
+                "}\n").encode()
+            configs[f"{CONTAINER_CONF}/certs/{cert.name}"] = cert.read_bytes()
+            secrets[key.name] = key.read_bytes()
         return configs, secrets
 
     # ------------------------------------------------------------------ the service
-    def ensure(self, network, upstream: str, port: int, route: ImageRoute, progress: Progress | None = None) -> None:
-        """Run the gateway service routing the env's host to `upstream:port`; update it when a file changed."""
+    def ensure(self, network, routes: dict[str, tuple[str, int]], route: ImageRoute,
+               progress: Progress | None = None) -> None:
+        """Run the gateway service with `routes` (host -> upstream, port); update it when a file changed.
+
+        On the env's network the gateway answers to the hosts' names too, so the app's tasks reach the
+        env's URLs (the sandbox's, its own) as they do on one machine."""
         progress = progress or NullProgress()
         image = route.push(images.ensure_recipe(self.builder, "gateway", progress), progress)
-        configs, secrets = self.files(upstream, port)
-        refs = [self._config(path, data) for path, data in sorted(configs.items())]
-        secret_refs = [self._secret(name, data) for name, data in sorted(secrets.items())]
+        configs, secrets = self.files(routes)
+        store = SwarmFiles(self.manager, self.service_name, self.labels())
+        refs = [store.config(path, data) for path, data in sorted(configs.items())]
+        secret_refs = [store.secret(name, data) for name, data in sorted(secrets.items())]
         gp = self.settings.gateway_port
         spec = {
             "image": image, "name": self.service_name, "labels": self.labels(), "container_labels": self.labels(),
-            "networks": [network.id], "configs": refs, "secrets": secret_refs,
+            "networks": [NetworkAttachmentConfig(network.id, aliases=sorted(routes))],
+            "configs": refs, "secrets": secret_refs,
             "endpoint_spec": EndpointSpec(mode="dnsrr", ports={gp: (gp, "tcp", "host")}),
             "mode": ServiceMode("replicated", replicas=1), "constraints": ["node.role==manager"],
             "sysctls": UPSTREAM_SYSCTLS,
@@ -104,46 +114,16 @@ class SwarmGateway:
         if service is None:
             progress.report(f"starting the gateway service on port {gp} of the manager")
             self.manager.services.create(**spec)
-        elif self._differs(service, image, refs, secret_refs):
-            progress.report("updating the gateway service (its image or files changed)")
+        elif differs(service, image, refs, secret_refs) or self._aliases(service) != sorted(routes):
+            progress.report("updating the gateway service (its image, routes or files changed)")
             service.update(**spec)
         self.wait_up()
-        self._remove_unused()
+        store.remove_unused()
 
     @staticmethod
-    def _differs(service, image: str, refs, secret_refs) -> bool:
-        container = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
-        have = sorted(c["ConfigName"] for c in container.get("Configs") or [])
-        have_secrets = sorted(s["SecretName"] for s in container.get("Secrets") or [])
-        return (container.get("Image", "").split("@")[0] != image or have != sorted(r["ConfigName"] for r in refs)
-                or have_secrets != sorted(s["SecretName"] for s in secret_refs))
-
-    def _name(self, kind: str, path: str, data: bytes) -> str:
-        digest = hashlib.sha256(path.encode() + b"\0" + data).hexdigest()[:12]
-        return f"{self.service_name}-{kind}-{digest}"
-
-    def _stored(self, kind: str, key: str, data: bytes):
-        """The Swarm config or secret holding `data` (made once: its name carries the content's hash)."""
-        store = self.manager.configs if kind == "config" else self.manager.secrets
-        name = self._name(kind, key, data)
-        found = next((item for item in store.list(filters={"name": name}) if item.name == name), None)
-        return found or store.create(name=name, data=data, labels=self.labels())
-
-    def _config(self, path: str, data: bytes) -> ConfigReference:
-        config = self._stored("config", path, data)
-        return ConfigReference(config.id, config.name, filename=path, mode=0o444)
-
-    def _secret(self, filename: str, data: bytes) -> SecretReference:
-        secret = self._stored("secret", filename, data)
-        return SecretReference(secret.id, secret.name, filename=filename, mode=0o400)
-
-    def _remove_unused(self) -> None:
-        """Configs and secrets of earlier versions of this gateway (in use ones are refused by Swarm)."""
-        prefix = f"{self.service_name}-"
-        for item in [*self.manager.configs.list(), *self.manager.secrets.list()]:
-            if item.name.startswith(prefix):
-                with contextlib.suppress(APIError):  # still used by the running task
-                    item.remove()
+    def _aliases(service) -> list[str]:
+        networks = service.attrs["Spec"]["TaskTemplate"].get("Networks") or []
+        return sorted(a for n in networks for a in n.get("Aliases") or [])
 
     def wait_up(self, timeout: float = 60) -> None:
         """Until the gateway task runs and its nginx answers inside the container; MinicloudError naming why not."""
@@ -174,14 +154,4 @@ class SwarmGateway:
     def remove(self) -> None:
         with contextlib.suppress(NotFound):
             self.manager.services.get(self.service_name).remove()
-        deadline = time.monotonic() + 30
-        prefix = f"{self.service_name}-"
-        while time.monotonic() < deadline:
-            left = [i for i in [*self.manager.configs.list(), *self.manager.secrets.list()] if i.name.startswith(prefix)]
-            for item in left:
-                with contextlib.suppress(APIError, NotFound):  # in use until the task is gone
-                    item.remove()
-            if not left:
-                return
-            time.sleep(0.25)
-
+        SwarmFiles(self.manager, self.service_name, self.labels()).remove_all()

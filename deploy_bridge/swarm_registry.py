@@ -148,12 +148,7 @@ class SwarmRegistry:
 
     def node(self) -> str:
         """The node it runs on (its placement), or for a new one the manager's own node."""
-        service = self.service()
-        if service is not None:
-            for c in (service.attrs["Spec"]["TaskTemplate"].get("Placement") or {}).get("Constraints") or []:
-                if c.replace(" ", "").startswith("node.id=="):
-                    return c.replace(" ", "").removeprefix("node.id==")
-        return self.manager.info()["Swarm"]["NodeID"]
+        return swarm.pinned_node(self.service()) or swarm.own_node(self.manager)
 
     def address(self) -> str:
         """HOST:PORT as every node names it: the address its node has in the swarm."""

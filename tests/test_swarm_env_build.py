@@ -1,16 +1,21 @@
 """`env build` of a swarm env, through the CLI as a user types it, on a lab of real engines (a manager and
 one worker, tests/swarm_lab.py): minicloud's own registry as a service on the manager (the env names no
 registry), MariaDB as a service pinned to the manager with its volume, the app reaching it by `db` on the
-overlay, `minicloud db` and the editor's table index on it, and the data kept across `env destroy` unless
+overlay, the sandbox open platform as a service the app reaches by its URL (the CA and the app's key given as
+Swarm files), `minicloud db` and the editor's tables (the language server's engine reader) on it, and the data kept across `env destroy` unless
 `--with-data`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 
 import httpx
 import pytest
@@ -29,15 +34,23 @@ port = 3000
 health = "/healthz"
 
 [env.prod]
-sandbox = false
 engine = "swarm"
 replicas = 2
 """
 
-# /db: what the database greets a new connection with (MariaDB's handshake names the server)
+# /db: what the database greets a new connection with (MariaDB's handshake names the server); /sandbox: the
+# sandbox's health through the env's URL for it (trusting the local CA by NODE_EXTRA_CA_CERTS), and whether the
+# app's private key is there to sign with
 SERVER = """\
-const net = require('net');
+const net = require('net'), fs = require('fs'), https = require('https');
 require('http').createServer((q, s) => {
+  if (q.url === '/sandbox') {
+    const key = fs.readFileSync(process.env.ALIPAY_APP_PRIVATE_KEY_PATH, 'utf8').includes('PRIVATE KEY');
+    https.get(process.env.ALIPAY_ENDPOINT + '/_sandbox/health', r => {
+      r.resume(); s.end(`sandbox ${r.statusCode} key ${key}`);
+    }).on('error', e => { s.writeHead(502); s.end('sandbox ' + e.message); });
+    return;
+  }
   if (q.url === '/db') {
     const c = net.connect(+process.env.MYSQL_PORT, process.env.MYSQL_HOST);
     c.once('data', d => { s.end(d.toString('latin1').includes('MariaDB') ? 'db MariaDB' : 'db other'); c.destroy(); });
@@ -47,6 +60,27 @@ require('http').createServer((q, s) => {
   s.end('up');
 }).listen(3000);
 """
+
+
+def engine_view(ws, environ: dict[str, str], timeout: float = 60) -> dict:
+    """The first view the language server's engine reader (its child process) sends for env prod."""
+    reader = subprocess.Popen([sys.executable, "-m", "lsp_server.engine_view", str(ws), "prod"], cwd=ws, env=environ,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in reader.stdout], daemon=True).start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                message = json.loads(lines.get(timeout=1))
+                assert message["kind"] != "away", message
+                if message["kind"] == "view":
+                    assert message["state"] == "running" and "error" not in message, message
+                    return message
+        raise AssertionError(f"no view from the engine reader within {timeout:.0f} s")
+    finally:
+        reader.kill()
+        reader.wait(10)
 
 
 def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_data(docker_engine, tmp_path,
@@ -97,18 +131,21 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         url, host_name = f"https://{lab.manager_address}:{s.gateway_port}", s.app_host(name, "prod")
         with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
             assert client.get(url + "/db", **by_name(host_name)).text == "db MariaDB"
+            assert client.get(url + "/sandbox", **by_name(host_name)).text == "sandbox 200 key true"
 
         cli("db", "prod", "-e", "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20)); "
                                 "INSERT INTO orders VALUES (1, 'kept')")
         tables = {t.name: t.columns for t in cloud.db_schema("prod")}  # what the editor's completions read
         assert tables == {"orders": [("id", "int(11)"), ("note", "varchar(20)")]}
+        assert engine_view(ws, environ)["tables"]["orders"]["columns"] == [["id", "int(11)"], ["note", "varchar(20)"]]
         db_lines = [json.loads(line) for line in cli("logs", "prod", "--role", "db", "--json").stdout.splitlines()]
         assert db_lines and {line["role"] for line in db_lines} == {"db"}
 
         gone = cli("env", "destroy", "prod")
         assert "database volume and credentials kept" in gone.stdout
         left = {svc.name for svc in lab.manager.services.list()}
-        assert not {s.container(name, "prod", role) for role in ("app", "db", "gateway")} & left
+        assert not {s.container(name, "prod", role) for role in ("app", "db", "sandbox", "gateway")} & left
+        assert not [c.name for c in [*lab.manager.configs.list(), *lab.manager.secrets.list()] if name in c.name]
         assert f"{s.prefix}-registry" in left, "the registry serves every env of the instance: it stays"
         volume = s.volume(name, "prod", "db")
         assert lab.manager.volumes.get(volume).attrs["Labels"]["minicloud.app"] == name

@@ -1,0 +1,128 @@
+"""The sandbox open platform of a swarm env: the same program as on one machine, as a service of one task.
+
+Its keys and the env's granted ability packages come as Swarm files (swarm_files.py): the platform's
+private key a secret, the public keys and the packages configs. A grant (`minicloud abilities grant`)
+changes the packages; the next `deploy` or `env build` rolls the sandbox to them. Its state (test users,
+auth codes) is on a volume, so the task is pinned to the manager node like the database. The env's gateway
+routes the sandbox's host to it, and answers to that name on the env's network, so the app reaches
+`ALIPAY_GATEWAY` as on one machine.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import EndpointSpec, Mount, ServiceMode, UpdateConfig
+
+from . import images, swarm
+from .config import Settings
+from .errors import MinicloudError
+from .progress import NullProgress, Progress
+from .sandbox.platform import HEALTH, PORT
+from .swarm_files import SwarmFiles, differs
+from .swarm_registry import ImageRoute
+
+# asked inside the task: the image has Python, not curl
+PROBE = ["python3", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{HEALTH}', timeout=2)"]
+
+
+class SwarmSandbox:
+    def __init__(self, manager: docker.DockerClient, builder: docker.DockerClient, settings: Settings,
+                 app: str, env: str) -> None:
+        self.manager, self.builder, self.settings, self.app, self.env = manager, builder, settings, app, env
+        self.name = settings.container(app, env, "sandbox")
+        self.volume_name = settings.volume(app, env, "sandbox")
+
+    def labels(self) -> dict[str, str]:
+        return self.settings.labels(app=self.app, env=self.env, role="sandbox")
+
+    def service(self):
+        try:
+            return self.manager.services.get(self.name)
+        except NotFound:
+            return None
+
+    def ensure(self, network, keys, abilities: Path, route: ImageRoute, progress: Progress | None = None) -> None:
+        """Run it with these keys and packages (a changed one rolls the task); wait until it answers."""
+        progress = progress or NullProgress()
+        image = route.push(images.ensure_recipe(self.builder, "sandbox", progress), progress)
+        store = SwarmFiles(self.manager, self.name, self.labels())
+        configs = [store.config("/keys/app_public.pem", keys.app_public.read_bytes()),
+                   store.config("/keys/platform_public.pem", keys.platform_public.read_bytes()),
+                   *(store.config(f"/abilities/{p.name}", p.read_bytes())
+                     for p in sorted(abilities.glob("*.json")) if abilities.is_dir())]
+        secrets = [store.secret("/keys/platform_private.pem", keys.platform_private.read_bytes())]
+        service = self.service()
+        spec = {
+            "image": image, "name": self.name, "labels": self.labels(), "container_labels": self.labels(),
+            "command": ["python3", "-m", "deploy_bridge.services.sandbox_server", "--port", str(PORT),
+                        "--app-id", keys.app_id, "--key-id", keys.key_id,
+                        "--platform-private-key", "/keys/platform_private.pem",
+                        "--app-public-key", "/keys/app_public.pem",
+                        "--abilities", "/abilities", "--state", "/data/state.json", "--env", self.env],
+            "configs": configs, "secrets": secrets, "networks": [network.id],
+            "mounts": [Mount("/data", self.volume_name, type="volume", labels=self.labels())],
+            "endpoint_spec": EndpointSpec(mode="dnsrr"), "mode": ServiceMode("replicated", replicas=1),
+            # its state is on a volume of one node
+            "constraints": [f"node.id=={swarm.pinned_node(service) or swarm.own_node(self.manager)}"],
+            "update_config": UpdateConfig(parallelism=1, order="stop-first", failure_action="pause"),
+        }
+        if service is None:
+            progress.report(f"starting the sandbox open platform as service {self.name}")
+            self.manager.services.create(**spec)
+        elif differs(service, image, configs, secrets):
+            progress.report("updating the sandbox (its image, keys or granted packages changed)")
+            service.update(**spec)
+        self.wait_ready()
+        store.remove_unused()
+
+    def container(self):
+        found = self.manager.containers.list(filters={"label": self.settings.label_filter(
+            app=self.app, env=self.env, role="sandbox")})
+        return found[0] if found else None
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        why = "no task yet"
+        while time.monotonic() < deadline:
+            service = self.service()
+            tasks = service.tasks(filters={"desired-state": "running"}) if service else []
+            states = {(t.get("Status") or {}).get("State") for t in tasks}
+            for task in tasks:
+                status = task.get("Status") or {}
+                why = f"{status.get('State')} {status.get('Err') or ''}".strip()
+            container = self.container()
+            # during a rolling update the old task may still answer: wait for one task, running
+            if container is not None and states == {"running"} and len(tasks) == 1:
+                try:
+                    code, out = container.exec_run(PROBE)
+                except (NotFound, APIError):
+                    code, out = 1, b""
+                if code == 0:
+                    return
+                why = f"its health path does not answer yet {out.decode(errors='replace')[-200:]}"
+            time.sleep(0.25)
+        raise MinicloudError(f"the sandbox service {self.name} did not start within {timeout:.0f} s ({why})",
+                             hint=f"minicloud logs {self.env} --role sandbox")
+
+    def remove(self, with_data: bool) -> None:
+        service = self.service()
+        if service is not None:
+            service.remove()
+        SwarmFiles(self.manager, self.name, self.labels()).remove_all()
+        if with_data:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    self.manager.volumes.get(self.volume_name).remove()
+                    return
+                except NotFound:
+                    return
+                except APIError as err:
+                    if time.monotonic() > deadline:
+                        raise MinicloudError(f"the sandbox volume {self.volume_name} cannot be removed: "
+                                             f"{err.explanation or err}") from None
+                time.sleep(0.25)
