@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import NotFound
 from docker.types import EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
 
 from . import images, swarm
@@ -111,25 +111,3 @@ class SwarmDatabase(Database):
                                  f"(it is pinned to node {self.pinned_node()[:12]})",
                                  hint=f"minicloud env build {self.env} starts it; DOCKER_HOST must name that node")
         return super()._run(creds, sql, output)
-
-    def remove(self, with_data: bool, progress: Progress | None = None) -> None:
-        """The service; its volume too when `with_data` (on this engine: the database is pinned to it)."""
-        progress = progress or NullProgress()
-        service = self.service()
-        if service is not None:
-            progress.report(f"removing service {self.name}")
-            service.remove()
-        if not with_data:
-            return
-        deadline = time.monotonic() + 60
-        while True:  # in use until the task's container is gone
-            try:
-                self.client.volumes.get(self.volume_name).remove()
-                return
-            except NotFound:
-                return
-            except APIError as err:
-                if time.monotonic() > deadline:
-                    raise MinicloudError(f"the database volume {self.volume_name} cannot be removed: "
-                                         f"{err.explanation or err}") from None
-            time.sleep(0.25)

@@ -208,9 +208,13 @@ class SwarmEnv:
             # A stopping task is out of `tasks.SERVICE` already; it gets no SIGTERM (a Node or Python app
             # without a handler would drop its requests in flight) but SIGCONT, which stops nothing, and is
             # killed after the drain time. Swarm's update does not wait for it: the next task goes on.
-            "stop_signal": "SIGCONT", "stop_grace_period": max(m.drain_timeout, m.drain_seconds, 1) * SECOND,
+            "stop_signal": "SIGCONT", "stop_grace_period": self._grace_seconds() * SECOND,
             "update_config": update, "rollback_config": rollback,
         }
+
+    def _grace_seconds(self) -> int:
+        m = self.manifest
+        return max(m.drain_timeout, m.drain_seconds, 1)
 
     def _replicas_now(self) -> int:
         """The running service keeps its count (a `scale`); a new one gets the manifest's."""
@@ -389,25 +393,42 @@ class SwarmEnv:
         self.wait_converged(None, progress, since=before)
 
     def destroy(self, with_data: bool = False, progress: Progress | None = None) -> None:
-        """The env's services and network; the database's volume only `with_data`."""
+        """The env's services, their Swarm files and the network; the volumes (database, sandbox) only
+        `with_data`. Everything is asked to go at once, then swept until Swarm lets go of it."""
         progress = progress or NullProgress()
-        progress.report("removing the gateway service")
-        self.gateway().remove()
-        service = self._service()
-        if service is not None:
-            progress.report(f"removing service {self.service_name}")
-            service.remove()
-        SwarmFiles(self.manager, self.service_name, self.labels("app")).remove_all()
-        self.sandbox().remove(with_data)
-        self.database().remove(with_data, progress)
-        deadline = time.monotonic() + 60
-        while network := self._network():
-            # in use until the service's tasks are gone from every node; the manager forgets it a moment later
-            with contextlib.suppress(NotFound, APIError):
-                network.remove()
+        gateway, sandbox, database = self.gateway(), self.sandbox(), self.database()
+        owners = [(self.service_name, self.labels("app")), (gateway.service_name, gateway.labels()),
+                  (sandbox.name, sandbox.labels()), (database.name, database.labels())]
+        for name, _ in owners:
+            with contextlib.suppress(NotFound):
+                self.manager.services.get(name).remove()
+                progress.report(f"removed service {name}")
+        stores = [SwarmFiles(self.manager, name, labels) for name, labels in owners]
+        volumes = [database.volume_name, sandbox.volume_name] if with_data else []
+        progress.report(f"waiting for the tasks to stop (an app task drains up to {self._grace_seconds()} s)")
+        deadline = time.monotonic() + 90
+        while True:
+            # each in use until the services' tasks are gone from every node (a stopping app task drains first)
+            pending = []
+            for store in stores:
+                store.remove_unused()
+                pending += [item.name for item in store.left()]
+            for volume in volumes:
+                try:
+                    self.manager.volumes.get(volume).remove()
+                except NotFound:
+                    pass
+                except APIError:
+                    pending.append(volume)
+            if network := self._network():
+                with contextlib.suppress(NotFound, APIError):
+                    network.remove()
+                pending.append(self.network_name)
+            if not pending:
+                return
             if time.monotonic() > deadline:
-                raise MinicloudError(f"network {self.network_name} is still in use after 60 s",
-                                     hint=f"docker network inspect {self.network_name} (on the manager) names its users")
+                raise MinicloudError(f"still in use after 90 s: {', '.join(pending)}",
+                                     hint="docker service ps / docker network inspect (on the manager) name the users")
             time.sleep(0.25)
 
     def _network(self):

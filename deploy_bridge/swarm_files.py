@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 
 import docker
 from docker.errors import APIError, NotFound
@@ -40,25 +39,17 @@ class SwarmFiles:
         found = next((item for item in store.list(filters={"name": name}) if item.name == name), None)
         return found or store.create(name=name, data=data, labels=self.labels)
 
-    def _mine(self) -> list:
+    def left(self) -> list:
+        """Its configs and secrets that exist."""
         prefix = f"{self.service}-"
         return [item for item in [*self.manager.configs.list(), *self.manager.secrets.list()]
                 if item.name.startswith(prefix) and (item.name[len(prefix):].split("-")[0] in ("config", "secret"))]
 
     def remove_unused(self) -> None:
         """Those no task uses any more (Swarm refuses to remove one in use)."""
-        for item in self._mine():
+        for item in self.left():
             with contextlib.suppress(APIError, NotFound):
                 item.remove()
-
-    def remove_all(self, timeout: float = 30) -> None:
-        """Every one of them, once the service's tasks are gone (after the service was removed)."""
-        deadline = time.monotonic() + timeout
-        while (left := self._mine()) and time.monotonic() < deadline:
-            for item in left:
-                with contextlib.suppress(APIError, NotFound):
-                    item.remove()
-            time.sleep(0.25)
 
 
 def differs(service, image: str, configs: list, secrets: list) -> bool:

@@ -14,7 +14,6 @@ a connection fails — a task that stopped a moment ago costs a retry, not a fai
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import docker
@@ -150,8 +149,3 @@ class SwarmGateway:
             time.sleep(0.25)
         raise MinicloudError(f"the gateway service {self.service_name} did not start within {timeout:.0f} s ({why})",
                              hint=f"docker service ps {self.service_name} --no-trunc (on the manager)")
-
-    def remove(self) -> None:
-        with contextlib.suppress(NotFound):
-            self.manager.services.get(self.service_name).remove()
-        SwarmFiles(self.manager, self.service_name, self.labels()).remove_all()

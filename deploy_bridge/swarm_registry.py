@@ -188,15 +188,20 @@ class SwarmRegistry:
                                                                    labels=self.labels())
 
     def _image_on_manager(self, progress: Progress) -> str:
+        """The registry's image on the manager's engine, named as if it were in the registry itself: the node
+        asks for the image before it starts the task, and a name on Docker Hub would wait for an answer
+        that may never come (no route out), where this address refuses at once and the local image is used."""
         local = images.ensure_recipe(self.builder, "registry", progress)
-        if _node_id(self.builder) == _node_id(self.manager):
-            return local
-        try:
-            self.manager.images.get(local)
-        except ImageNotFound:
-            progress.report("copying the registry's image to the manager's engine (once)")
-            self.manager.images.load(self.builder.images.get(local).save(named=True))
-        return local
+        named = f"{self.address()}/{local}"
+        if _node_id(self.builder) != _node_id(self.manager):
+            try:
+                self.manager.images.get(local)
+            except ImageNotFound:
+                progress.report("copying the registry's image to the manager's engine (once)")
+                self.manager.images.load(self.builder.images.get(local).save(named=True))
+        repo, tag = named.rsplit(":", 1)
+        self.manager.images.get(local).tag(repo, tag)
+        return named
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

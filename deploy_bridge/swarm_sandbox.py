@@ -107,22 +107,3 @@ class SwarmSandbox:
             time.sleep(0.25)
         raise MinicloudError(f"the sandbox service {self.name} did not start within {timeout:.0f} s ({why})",
                              hint=f"minicloud logs {self.env} --role sandbox")
-
-    def remove(self, with_data: bool) -> None:
-        service = self.service()
-        if service is not None:
-            service.remove()
-        SwarmFiles(self.manager, self.name, self.labels()).remove_all()
-        if with_data:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    self.manager.volumes.get(self.volume_name).remove()
-                    return
-                except NotFound:
-                    return
-                except APIError as err:
-                    if time.monotonic() > deadline:
-                        raise MinicloudError(f"the sandbox volume {self.volume_name} cannot be removed: "
-                                             f"{err.explanation or err}") from None
-                time.sleep(0.25)

@@ -32,6 +32,7 @@ runtime = "nodejs"
 start = "node server.js"
 port = 3000
 health = "/healthz"
+drain_timeout = 2
 
 [env.prod]
 engine = "swarm"

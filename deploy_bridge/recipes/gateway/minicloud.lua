@@ -137,6 +137,12 @@ function M.route(pooled)
       return answer(502, key .. " is not running (" .. tostring(err) .. ")")
     end
     ngx.ctx.minicloud_peer = { address, tonumber(port) }
+  elseif target:sub(1, 6) == "tasks." then
+    -- a swarm service: with no task running (stopped, scaled to 0, every task starting) say so with a 503,
+    -- not nginx's 502; which task serves is nginx's to pick (it tries the next one on a failed connection)
+    if not resolve(target:match("^(.+):%d+$") or target) then
+      return answer(503, host .. " has no running task (stopped, or starting): minicloud status ENV says which")
+    end
   end
   ngx.var.upstream = target
   ngx.ctx.minicloud_upstream = target
