@@ -68,7 +68,7 @@ class Cloud(Workspace):
         self._check_env(env)
         if self.manifest.env(env).engine != "swarm":
             return None
-        return SwarmEnv(self._client(), self.settings, self.manifest, env, builder=engine.build_client())
+        return SwarmEnv(self._client(), self.env_settings(env), self.manifest, env, builder=engine.build_client())
 
     def _check_local(self, env: str) -> None:
         """A verb of local envs only: a swarm env gets a clear refusal (an unknown env, UnknownEnv)."""
@@ -277,9 +277,7 @@ class Cloud(Workspace):
                 for host, spec in self._mounts(env).items()}
 
     def _swarm_result(self, env: str, release: str, previous: str | None, started: float) -> DeployResult:
-        s = self.settings
-        return DeployResult(env, self.app, release, previous, s.url(s.app_host(self.app, env)),
-                            round(time.monotonic() - started, 3))
+        return DeployResult(env, self.app, release, previous, self.url(env), round(time.monotonic() - started, 3))
 
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
         started = time.monotonic()
@@ -311,7 +309,6 @@ class Cloud(Workspace):
         return self.status(env)
 
     def _swarm_status(self, env: str, on_swarm: SwarmEnv) -> EnvStatus:
-        s = self.settings
         service = on_swarm.service_spec()
         tasks = on_swarm.tasks()
         running = [t for t in tasks if t.state == "running"]
@@ -322,7 +319,7 @@ class Cloud(Workspace):
         else:
             state = "running" if len(running) == service["replicas"] == len(tasks) else "degraded"
         release = next((t.release for t in running), None)
-        return EnvStatus(env, self.app, state, release, s.url(s.app_host(self.app, env)),
+        return EnvStatus(env, self.app, state, release, self.url(env),
                          tasks=[t.as_dict() for t in tasks])
 
     # ----------------------------------------------------------------- grey releases

@@ -184,6 +184,9 @@ SCHEMA: tuple[Table, ...] = (
                   maximum=50, example="3"),
             Field("registry", "string", "HOST:PORT of the image registry every swarm node pulls from (engine = "
                   "\"swarm\").", check=_check_registry, example='"127.0.0.1:5000"'),
+            Field("gateway_port", "integer", "The port this swarm env's HTTPS gateway publishes on the managers "
+                  "(engine = \"swarm\"; default MINICLOUD_GATEWAY_PORT, 8443). Swarm envs on one swarm each need "
+                  "their own.", minimum=1, maximum=65535, example="8444"),
             Field("placement", "strings", "Swarm placement constraints of the app's tasks, e.g. "
                   "\"node.labels.zone==a\" (engine = \"swarm\").", check=_check_placement, default=NO_STRINGS,
                   example='["node.labels.zone==a"]'),
@@ -335,6 +338,7 @@ class EnvConfig:
     engine: str = schema_default("env.*", "engine")
     replicas: int = schema_default("env.*", "replicas")
     registry: str | None = None
+    gateway_port: int | None = None
     placement: tuple[str, ...] = schema_default("env.*", "placement")
 
 
@@ -745,6 +749,10 @@ def validate(data: dict[str, Any], text: str, file: str) -> list[ManifestError]:
         isinstance(v, dict) for v in data["functions"].values()) and not any(
         k in (data.get("app") or {}) for k in SERVER_KEYS)
     walk(data, ())
+    for name, env in (data.get("env") or {}).items():
+        if isinstance(env, dict) and "gateway_port" in env and env.get("engine", "local") != "swarm":
+            report(("env", name, "gateway_port"), "gateway_port is for swarm envs (engine = \"swarm\"): a local env is "
+                                                  "served by this machine's gateway on MINICLOUD_GATEWAY_PORT")
     if "app" not in data:
         problems.append(ManifestError(file, 1, "app", "missing required table [app]"))
     return sorted(problems, key=lambda p: (p.line, p.column))

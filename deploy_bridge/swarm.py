@@ -7,6 +7,7 @@ Small and docker-py only. On this kind of machine the kernel has no IPVS, so ser
 from __future__ import annotations
 
 import docker
+from docker.errors import NotFound
 
 from .errors import MinicloudError
 
@@ -93,3 +94,11 @@ def pinned_node(service) -> str | None:
 def own_node(client: docker.DockerClient) -> str:
     """The node id of the engine `client` talks to."""
     return _swarm_info(client).get("NodeID") or ""
+
+
+def find_service(client: docker.DockerClient, name: str):
+    """The service of that name, or None."""
+    try:
+        return client.services.get(name)
+    except NotFound:
+        return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 
 import docker
-from docker.errors import NotFound
 from docker.types import EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
 
 from . import images, swarm
@@ -44,10 +43,7 @@ class SwarmDatabase(Database):
         return self.settings.labels(app=self.app, env=self.env, role="db")
 
     def service(self):
-        try:
-            return self.client.services.get(self.name)
-        except NotFound:
-            return None
+        return swarm.find_service(self.client, self.name)
 
     def container(self) -> docker.models.containers.Container | None:
         """The task's container on the manager's engine (None when no task runs there)."""

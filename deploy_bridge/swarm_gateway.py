@@ -136,7 +136,9 @@ class SwarmGateway:
                 why = f"{status.get('State')}: {status.get('Err') or status.get('Message', '')}"
                 if "port" in (status.get("Err") or "") and "use" in (status.get("Err") or ""):
                     raise PortInUse(f"the gateway cannot publish port {self.settings.gateway_port} on the manager: "
-                                    f"{status['Err']}", hint="free the port there, or set another gateway port")
+                                    f"{status['Err']}",
+                                    hint=f"free the port there, or give env {self.env} a port of its own: "
+                                         f"gateway_port = N in [env.{self.env}] (each swarm env on a swarm needs one)")
                 container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
                 if status.get("State") == "running" and container_id:
                     try:

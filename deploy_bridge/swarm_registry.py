@@ -141,10 +141,7 @@ class SwarmRegistry:
         return self.settings.labels(role="registry")
 
     def service(self):
-        try:
-            return self.manager.services.get(self.service_name)
-        except NotFound:
-            return None
+        return swarm.find_service(self.manager, self.service_name)
 
     def node(self) -> str:
         """The node it runs on (its placement), or for a new one the manager's own node."""

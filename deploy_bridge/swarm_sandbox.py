@@ -40,10 +40,7 @@ class SwarmSandbox:
         return self.settings.labels(app=self.app, env=self.env, role="sandbox")
 
     def service(self):
-        try:
-            return self.manager.services.get(self.name)
-        except NotFound:
-            return None
+        return swarm.find_service(self.manager, self.name)
 
     def ensure(self, network, keys, abilities: Path, route: ImageRoute, progress: Progress | None = None) -> None:
         """Run it with these keys and packages (a changed one rolls the task); wait until it answers."""

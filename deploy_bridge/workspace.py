@@ -7,6 +7,7 @@ Kept free of the Docker SDK so that what an editor needs at start-up imports in 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from . import variables
@@ -42,6 +43,11 @@ class Workspace:
     def settings(self) -> Settings:
         return settings()
 
+    def env_settings(self, env: str) -> Settings:
+        """The settings `env` is named and reached by: a swarm env may publish its gateway on its own port."""
+        port = self.manifest.env(env).gateway_port
+        return dataclasses.replace(self.settings, gateway_port=port) if port else self.settings
+
     @property
     def app(self) -> str:
         return self.manifest.name
@@ -60,12 +66,12 @@ class Workspace:
     # ----------------------------------------------------------------- no engine needed
     def url(self, env: str) -> str:
         self._check_env(env)
-        s = self.settings
+        s = self.env_settings(env)
         return s.url(s.app_host(self.app, env))
 
     def sandbox_url(self, env: str) -> str:
         self._check_env(env)
-        s = self.settings
+        s = self.env_settings(env)
         return s.url(s.sandbox_host(self.app, env))
 
     def ca_path(self) -> str:
@@ -76,7 +82,7 @@ class Workspace:
     def _variables(self, env: str, release: str | None) -> list[InjectedVar]:
         keys = self._sandbox_keys(env, create=False)
         creds = credentials(self.workspace, env, self.app, create=False)
-        return variables.injected(self.settings, self.manifest, env, creds, release,
+        return variables.injected(self.env_settings(env), self.manifest, env, creds, release,
                                   app_id=keys.app_id if keys else None,
                                   data=data_secrets(self.workspace, env, create=False))
 

@@ -254,6 +254,7 @@ def test_a_swarm_env_reads_its_engine_replicas_registry_and_placement(tmp_path: 
     ("replicas = 0", "replicas", "at least 1"),
     ('registry = "https://reg.example.com/v2"', "registry", "not HOST:PORT"),
     ('placement = ["zone a"]', "placement", "not a constraint"),
+    ("gateway_port = 8444", "gateway_port", "is for swarm envs"),
 ])
 def test_swarm_settings_errors_name_the_line_and_say_what_is_wrong(line, key, says):
     text = GOOD.replace("[env.prod]\n", f"[env.prod]\n{line}\n")
@@ -275,3 +276,14 @@ def test_a_swarm_env_refuses_the_verbs_that_do_not_run_there_yet_by_name(tmp_pat
         assert "scale" in refused.value.hint and "logs" in refused.value.hint
     with pytest.raises(BadInput, match="scale is for swarm envs"):
         cloud.scale("test", 2)
+
+
+def test_a_swarm_env_is_named_and_reached_on_its_own_gateway_port(tmp_path: Path):
+    from deploy_bridge.cloud import Cloud
+
+    (tmp_path / "minicloud.toml").write_text(GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\ngateway_port = 8444\n'))
+    cloud = Cloud(tmp_path)
+    assert cloud.url("prod").endswith(".localhost:8444") and cloud.sandbox_url("prod").endswith(":8444")
+    injected = {v.name: v.value for v in cloud.injected_vars("prod")}
+    assert injected["MINICLOUD_URL"] == cloud.url("prod") and ":8444/" in injected.get("ALIPAY_GATEWAY", ":8444/")
+    assert not cloud.url("test").endswith(":8444"), "the other envs keep the instance's port"

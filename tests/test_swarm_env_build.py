@@ -37,6 +37,11 @@ drain_timeout = 2
 [env.prod]
 engine = "swarm"
 replicas = 2
+
+[env.staging]
+engine = "swarm"
+sandbox = false
+gateway_port = {staging_port}
 """
 
 # /db: what the database greets a new connection with (MariaDB's handshake names the server); /sandbox: the
@@ -93,7 +98,8 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         ws = tmp_path / "swarmdb"
         ws.mkdir()
         name = f"sd{lab.name[-5:]}"
-        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name))
+        staging_port = int(os.environ.get("MINICLOUD_GATEWAY_PORT", "8443")) + 1
+        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, staging_port=staging_port))
         (ws / "server.js").write_text(SERVER)
         environ = {**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}",
                    "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock"}
@@ -130,6 +136,7 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
 
         # the app reaches the database by the name it has on one machine, through the env's gateway
         url, host_name = f"https://{lab.manager_address}:{s.gateway_port}", s.app_host(name, "prod")
+        assert built["url"] == f"https://{host_name}:{s.gateway_port}"
         with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
             assert client.get(url + "/db", **by_name(host_name)).text == "db MariaDB"
             assert client.get(url + "/sandbox", **by_name(host_name)).text == "sandbox 200 key true"
@@ -141,6 +148,17 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         assert engine_view(ws, environ)["tables"]["orders"]["columns"] == [["id", "int(11)"], ["note", "varchar(20)"]]
         db_lines = [json.loads(line) for line in cli("logs", "prod", "--role", "db", "--json").stdout.splitlines()]
         assert db_lines and {line["role"] for line in db_lines} == {"db"}
+
+        # a second env on the same swarm: its own database and gateway, on the port its table names
+        staged = json.loads(cli("env", "build", "staging", "--json").stdout)
+        lab.images.append(s.app_image(name, "staging", staged["release"]))
+        assert staged["url"] == f"https://{s.app_host(name, 'staging')}:{staging_port}"
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+            assert client.get(f"https://{lab.manager_address}:{staging_port}/db",
+                              **by_name(s.app_host(name, "staging"))).text == "db MariaDB"
+            assert client.get(url + "/db", **by_name(host_name)).text == "db MariaDB", "prod still answers"
+        assert "orders" not in cli("db", "staging", "-e", "SHOW TABLES").stdout, "each env its own database"
+        cli("env", "destroy", "staging", "--with-data")
 
         gone = cli("env", "destroy", "prod")
         assert "database volume and credentials kept" in gone.stdout
