@@ -68,7 +68,7 @@ class Cloud(Workspace):
         self._check_env(env)
         if self.manifest.env(env).engine != "swarm":
             return None
-        return SwarmEnv(self._client(), self.env_settings(env), self.manifest, env, builder=engine.build_client())
+        return SwarmEnv(self._client(), self.env_settings(env), self.manifest, env, builder=engine.build_client)
 
     def _check_local(self, env: str) -> None:
         """A verb of local envs only: a swarm env gets a clear refusal (an unknown env, UnknownEnv)."""
@@ -264,6 +264,7 @@ class Cloud(Workspace):
 
     # ----------------------------------------------------------------- swarm envs
     def _swarm_build(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
+        self._check_swarm_parts(env)
         with self.lock(env).hold("env build"):
             on_swarm.build(credentials(self.workspace, env, self.app), progress)
             if self.manifest.env(env).sandbox:
@@ -279,7 +280,14 @@ class Cloud(Workspace):
     def _swarm_result(self, env: str, release: str, previous: str | None, started: float) -> DeployResult:
         return DeployResult(env, self.app, release, previous, self.url(env), round(time.monotonic() - started, 3))
 
+    def _check_swarm_parts(self, env: str) -> None:
+        if self.manifest.functions.functions:
+            raise BadInput(f"env {env} runs on a swarm, where [functions] do not run yet",
+                           hint=f"deploy the functions to a local env, or leave [functions] out of {self.manifest.path.name} "
+                                "for this app")
+
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
+        self._check_swarm_parts(env)
         started = time.monotonic()
         with self.lock(env).hold("deploy"):
             if not on_swarm.is_built():
@@ -289,6 +297,8 @@ class Cloud(Workspace):
             keys = self._sandbox_keys(env, create=False) if self.manifest.env(env).sandbox else None
             if keys is not None:  # the granted packages of now
                 on_swarm.ensure_sandbox(keys, self.workspace / "abilities", progress)
+            if self.manifest.data is not None:  # the collections' rules of now
+                on_swarm.ensure_data(keys, progress)
             release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress,
                                          files=self._swarm_files(env))
         return self._swarm_result(env, release, previous, started)

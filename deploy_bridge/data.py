@@ -75,6 +75,35 @@ def _fails_if_exited(container, message: str):
     return check
 
 
+def api_config(settings, manifest, workspace: Path, app: str, env: str, sandbox_keys) -> dict:
+    """The data API's settings (services/data_api.py reads them): its credential, the collections' rules, the
+    sandbox it trades auth codes with and the functions it calls, by their names on the env's network."""
+    from .functions import Functions
+
+    s, spec, made = settings, manifest.data, data_secrets(workspace, env)
+    sandbox = None
+    if manifest.env(env).sandbox and sandbox_keys is not None:
+        from .sandbox import platform
+
+        sandbox = {"url": f"http://{s.container(app, env, 'sandbox')}:{platform.PORT}/gateway.do",
+                   "app_id": sandbox_keys.app_id, "private_key_path": "/keys/app_private.pem",
+                   "platform_public_key_path": "/keys/platform_public.pem"}
+    functions = None
+    if manifest.functions.functions:
+        functions = f"http://{s.container(app, env, 'functions')}:{Functions.port}/fn"
+    return {"app": app, "env": env, "server_key": made.server_key, "server_secret": made.server_secret,
+            "session_ttl": spec.session_ttl, "max_file_mb": spec.max_file_mb, "files_dir": "/data/files",
+            "collections": spec.collections, "sandbox": sandbox, "scanner_url": spec.scanner,
+            "functions_url": functions, "public_url": s.url(s.app_host(app, env))}
+
+
+def api_dsn(settings, workspace: Path, app: str, env: str) -> str:
+    """How the data API reaches its PostgreSQL: by the store's name on the env's network."""
+    password = data_secrets(workspace, env).pg_password
+    return (f"host={settings.container(app, env, STORE_ROLE)} port={PG_PORT} dbname={DATABASE} user=postgres "
+            f"password={password}")
+
+
 class DataStoreRole:
     """PostgreSQL: the documents, the sessions and the files' records."""
 
@@ -117,23 +146,7 @@ class DataApiRole:
         return parts.manifest.data is not None
 
     def config(self, parts) -> dict:
-        from .functions import Functions
-
-        s, spec, made = parts.settings, parts.manifest.data, data_secrets(parts.workspace, parts.env)
-        sandbox = None
-        if parts.manifest.env(parts.env).sandbox and parts.sandbox_keys is not None:
-            from .sandbox import platform
-
-            sandbox = {"url": f"http://{s.container(parts.app, parts.env, 'sandbox')}:{platform.PORT}/gateway.do",
-                       "app_id": parts.sandbox_keys.app_id, "private_key_path": "/keys/app_private.pem",
-                       "platform_public_key_path": "/keys/platform_public.pem"}
-        functions = None
-        if parts.manifest.functions.functions:
-            functions = f"http://{s.container(parts.app, parts.env, 'functions')}:{Functions.port}/fn"
-        return {"app": parts.app, "env": parts.env, "server_key": made.server_key, "server_secret": made.server_secret,
-                "session_ttl": spec.session_ttl, "max_file_mb": spec.max_file_mb, "files_dir": "/data/files",
-                "collections": spec.collections, "sandbox": sandbox, "scanner_url": spec.scanner,
-                "functions_url": functions, "public_url": s.url(s.app_host(parts.app, parts.env))}
+        return api_config(parts.settings, parts.manifest, parts.workspace, parts.app, parts.env, parts.sandbox_keys)
 
     def config_path(self, parts) -> Path:
         return parts.settings.instance_dir() / "data" / f"{parts.app}-{parts.env}" / "config.json"
@@ -149,9 +162,7 @@ class DataApiRole:
         name = parts.settings.container(parts.app, parts.env, API_ROLE)
         if _replace_if_changed(parts, name, image, fingerprint) is None:
             progress.report("starting the data API")
-            password = data_secrets(parts.workspace, parts.env).pg_password
-            dsn = (f"host={parts.settings.container(parts.app, parts.env, STORE_ROLE)} port={PG_PORT} "
-                   f"dbname={DATABASE} user=postgres password={password}")
+            dsn = api_dsn(parts.settings, parts.workspace, parts.app, parts.env)
             mounts = {str(path): {"bind": "/config/config.json", "mode": "ro"},
                       _volume(parts, API_ROLE): {"bind": "/data", "mode": "rw"}}
             keys = parts.sandbox_keys

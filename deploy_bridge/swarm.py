@@ -6,8 +6,10 @@ Small and docker-py only. On this kind of machine the kernel has no IPVS, so ser
 
 from __future__ import annotations
 
+import time
+
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from .errors import MinicloudError
 
@@ -102,3 +104,31 @@ def find_service(client: docker.DockerClient, name: str):
         return client.services.get(name)
     except NotFound:
         return None
+
+
+def wait_for_task(client: docker.DockerClient, service_name: str, labels: list[str], probe: list[str],
+                  what: str, hint: str, timeout: float = 60) -> None:
+    """Until the service's one task runs on this engine (its container found by `labels`) and `probe`, run
+    inside it, exits 0; MinicloudError naming the task's state otherwise. During a rolling update the old task
+    may still answer: this waits for a single task, running."""
+    deadline = time.monotonic() + timeout
+    why = "no task yet"
+    while time.monotonic() < deadline:
+        service = find_service(client, service_name)
+        if service is None:
+            raise MinicloudError(f"{what}: service {service_name} is gone")
+        tasks = service.tasks(filters={"desired-state": "running"})
+        for task in tasks:
+            status = task.get("Status") or {}
+            why = f"{status.get('State')} {status.get('Err') or ''}".strip()
+        running = client.containers.list(filters={"label": labels})
+        if running and len(tasks) == 1 and why.startswith("running"):
+            try:
+                code, out = running[0].exec_run(probe)
+            except (NotFound, APIError):
+                code, out = 1, b""
+            if code == 0:
+                return
+            why = f"it does not answer yet {out.decode(errors='replace')[-200:]}"
+        time.sleep(0.25)
+    raise MinicloudError(f"{what} did not start within {timeout:.0f} s ({why})", hint=hint)

@@ -27,7 +27,9 @@ Labels stay the truth: the service, its tasks' containers, the network and the i
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder
 from .sandbox.platform import PORT as SANDBOX_PORT
+from .swarm_data import SwarmData
 from .swarm_db import SwarmDatabase
 from .swarm_files import SwarmFiles
 from .swarm_gateway import SwarmGateway
@@ -63,8 +66,13 @@ class Task:
     release: str | None
     error: str
 
+    @property
+    def health(self) -> str:
+        """Swarm reports a task with a health check `running` only once it is healthy, `starting` before."""
+        return {"running": "healthy", "starting": "starting"}.get(self.state, "-")
+
     def as_dict(self) -> dict:
-        return {"id": self.id[:12], "slot": self.slot, "node": self.node, "state": self.state,
+        return {"id": self.id[:12], "slot": self.slot, "node": self.node, "state": self.state, "health": self.health,
                 "desired": self.desired, "release": self.release, "error": self.error}
 
 
@@ -72,15 +80,21 @@ class SwarmEnv:
     """The verbs of one app's env on a swarm, through the manager `manager`."""
 
     def __init__(self, manager: docker.DockerClient, settings: Settings, manifest: Manifest, env: str,
-                 builder: docker.DockerClient | None = None) -> None:
+                 builder: docker.DockerClient | Callable[[], docker.DockerClient] | None = None) -> None:
         self.manager, self.settings, self.manifest, self.env = manager, settings, manifest, env
         # where release images are built and pushed from: the manager's engine unless told (a local engine
-        # with its build cache, as Kamal builds, when this machine reaches the registry too)
-        self.builder = builder or manager
+        # with its build cache, as Kamal builds, when this machine reaches the registry too); a function
+        # that makes the client is called on first use (reading verbs never need it)
+        self._builder = builder
         self.config = manifest.env(env)
         self.app = manifest.name
         self._route: ImageRoute | None = None
         self.files: dict[str, tuple[bytes, bool]] = {}  # what a roll-out gives the app's tasks (see `deploy`)
+
+    @functools.cached_property
+    def builder(self) -> docker.DockerClient:
+        made = self._builder
+        return made() if callable(made) else (made or self.manager)
 
     # ------------------------------------------------------------------ names
     @property
@@ -155,7 +169,14 @@ class SwarmEnv:
         found = {s.app_host(self.app, self.env): (f"tasks.{self.service_name}", self.manifest.port)}
         if self.config.sandbox and self.sandbox().service() is not None:
             found[s.sandbox_host(self.app, self.env)] = (f"tasks.{self.sandbox().name}", SANDBOX_PORT)
-        return found
+        return {**found, **self.data().routes()}
+
+    def data(self) -> SwarmData:
+        return SwarmData(self.manager, self.builder, self.settings, self.manifest, self.manifest.path.parent, self.env)
+
+    def ensure_data(self, sandbox_keys, progress: Progress | None = None) -> None:
+        """The data API (`[data]`): its PostgreSQL and server, with today's rules."""
+        self.data().ensure(self.ensure_network(), sandbox_keys, self.image_route(progress), progress)
 
     def sandbox(self) -> SwarmSandbox:
         return SwarmSandbox(self.manager, self.builder, self.settings, self.app, self.env)
@@ -314,8 +335,10 @@ class SwarmEnv:
             return releases.get(task_id)
 
         found = []
+        data = self.data()
         for role, name in (("app", self.service_name), ("db", self.database().name),
-                           ("sandbox", self.sandbox().name), ("gateway", self.gateway().service_name)):
+                           ("sandbox", self.sandbox().name), ("data", data.api_name), ("datadb", data.store_name),
+                           ("gateway", self.gateway().service_name)):
             if role in roles:
                 with contextlib.suppress(NotFound):
                     found.append(logs.service_source(self.manager.services.get(name), role,
@@ -397,14 +420,15 @@ class SwarmEnv:
         `with_data`. Everything is asked to go at once, then swept until Swarm lets go of it."""
         progress = progress or NullProgress()
         gateway, sandbox, database = self.gateway(), self.sandbox(), self.database()
+        data = self.data()
         owners = [(self.service_name, self.labels("app")), (gateway.service_name, gateway.labels()),
-                  (sandbox.name, sandbox.labels()), (database.name, database.labels())]
+                  (sandbox.name, sandbox.labels()), *data.owners(), (database.name, database.labels())]
         for name, _ in owners:
             with contextlib.suppress(NotFound):
                 self.manager.services.get(name).remove()
                 progress.report(f"removed service {name}")
         stores = [SwarmFiles(self.manager, name, labels) for name, labels in owners]
-        volumes = [database.volume_name, sandbox.volume_name] if with_data else []
+        volumes = [database.volume_name, sandbox.volume_name, *data.volumes()] if with_data else []
         progress.report(f"waiting for the tasks to stop (an app task drains up to {self._grace_seconds()} s)")
         deadline = time.monotonic() + 90
         while True:

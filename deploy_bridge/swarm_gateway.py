@@ -31,6 +31,11 @@ from .swarm_registry import ImageRoute
 SECRETS_DIR = "/run/secrets"
 
 
+def hosts_of(routes: dict[str, tuple[str, int]]) -> list[str]:
+    """The host names of route keys (HOST, or HOST/PATH for a service under the host)."""
+    return sorted({key.split("/", 1)[0] for key in routes})
+
+
 class SwarmGateway:
     def __init__(self, manager: docker.DockerClient, builder: docker.DockerClient, settings: Settings,
                  app: str, env: str) -> None:
@@ -47,7 +52,7 @@ class SwarmGateway:
 
     # ------------------------------------------------------------------ what nginx reads
     def files(self, routes: dict[str, tuple[str, int]]) -> tuple[dict[str, bytes], dict[str, bytes]]:
-        """(configs, secrets): path in the container -> content, for `routes` (host -> upstream, port).
+        """(configs, secrets): path in the container -> content, for `routes` (HOST or HOST/PATH -> upstream, port).
         Certificates from the local CA."""
         authority = ca.ensure_ca(self.settings.instance_dir() / "ca")  # the local envs' CA: one to trust
         out = self.settings.instance_dir() / "swarm" / f"{self.app}-{self.env}" / "certs"
@@ -68,8 +73,12 @@ class SwarmGateway:
             f"{CONTAINER_CONF}/certs/{dcert.name}": dcert.read_bytes(),
         }
         secrets = {dkey.name: dkey.read_bytes()}
-        for host in sorted(routes):
+        for host in hosts_of(routes):
             cert, key = ca.issue(authority, host, out)
+            # minicloud's own services under the host (HOST/cloud: the data API) over kept-alive connections
+            own = "".join(f"    location {path[len(host):]}/ {{ set $minicloud_route {path}; "
+                          "include /etc/nginx/minicloud/pooled.conf; }\n"
+                          for path in sorted(routes) if path.startswith(host + "/"))
             configs[f"{CONTAINER_CONF}/hosts/{host}.conf"] = (
                 "server {\n"
                 f"    listen {gp} ssl;\n"
@@ -77,6 +86,7 @@ class SwarmGateway:
                 f"    ssl_certificate {CONTAINER_CONF}/certs/{cert.name};\n"
                 f"    ssl_certificate_key {SECRETS_DIR}/{key.name};\n"
                 f"    location / {{ set $minicloud_route {host}; include /etc/nginx/minicloud/proxy.conf; }}\n"
+                f"{own}"
                 "}\n").encode()
             configs[f"{CONTAINER_CONF}/certs/{cert.name}"] = cert.read_bytes()
             secrets[key.name] = key.read_bytes()
@@ -98,7 +108,7 @@ class SwarmGateway:
         gp = self.settings.gateway_port
         spec = {
             "image": image, "name": self.service_name, "labels": self.labels(), "container_labels": self.labels(),
-            "networks": [NetworkAttachmentConfig(network.id, aliases=sorted(routes))],
+            "networks": [NetworkAttachmentConfig(network.id, aliases=hosts_of(routes))],
             "configs": refs, "secrets": secret_refs,
             "endpoint_spec": EndpointSpec(mode="dnsrr", ports={gp: (gp, "tcp", "host")}),
             "mode": ServiceMode("replicated", replicas=1), "constraints": ["node.role==manager"],
@@ -113,7 +123,7 @@ class SwarmGateway:
         if service is None:
             progress.report(f"starting the gateway service on port {gp} of the manager")
             self.manager.services.create(**spec)
-        elif differs(service, image, refs, secret_refs) or self._aliases(service) != sorted(routes):
+        elif differs(service, image, refs, secret_refs) or self._aliases(service) != hosts_of(routes):
             progress.report("updating the gateway service (its image, routes or files changed)")
             service.update(**spec)
         self.wait_up()

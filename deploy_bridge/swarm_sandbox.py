@@ -10,16 +10,13 @@ routes the sandbox's host to it, and answers to that name on the env's network, 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, NotFound
 from docker.types import EndpointSpec, Mount, ServiceMode, UpdateConfig
 
 from . import images, swarm
 from .config import Settings
-from .errors import MinicloudError
 from .progress import NullProgress, Progress
 from .sandbox.platform import HEALTH, PORT
 from .swarm_files import SwarmFiles, differs
@@ -76,31 +73,8 @@ class SwarmSandbox:
         self.wait_ready()
         store.remove_unused()
 
-    def container(self):
-        found = self.manager.containers.list(filters={"label": self.settings.label_filter(
-            app=self.app, env=self.env, role="sandbox")})
-        return found[0] if found else None
-
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        why = "no task yet"
-        while time.monotonic() < deadline:
-            service = self.service()
-            tasks = service.tasks(filters={"desired-state": "running"}) if service else []
-            states = {(t.get("Status") or {}).get("State") for t in tasks}
-            for task in tasks:
-                status = task.get("Status") or {}
-                why = f"{status.get('State')} {status.get('Err') or ''}".strip()
-            container = self.container()
-            # during a rolling update the old task may still answer: wait for one task, running
-            if container is not None and states == {"running"} and len(tasks) == 1:
-                try:
-                    code, out = container.exec_run(PROBE)
-                except (NotFound, APIError):
-                    code, out = 1, b""
-                if code == 0:
-                    return
-                why = f"its health path does not answer yet {out.decode(errors='replace')[-200:]}"
-            time.sleep(0.25)
-        raise MinicloudError(f"the sandbox service {self.name} did not start within {timeout:.0f} s ({why})",
-                             hint=f"minicloud logs {self.env} --role sandbox")
+        swarm.wait_for_task(self.manager, self.name, self.settings.label_filter(app=self.app, env=self.env,
+                                                                                role="sandbox"),
+                            PROBE, f"the sandbox of {self.app}/{self.env}", f"minicloud logs {self.env} --role sandbox",
+                            timeout)

@@ -135,6 +135,8 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
 
         status = json.loads(cli("status", "prod", "--json").stdout)
         assert status["state"] == "running" and status["release"] == second and len(status["tasks"]) == 3
+        assert {t["health"] for t in status["tasks"]} == {"healthy"}, "running: past its health check"
+        assert re.search(rf"^  task \d +running +healthy +{lab.name}-\S+ +{second}$", cli("status", "prod").stdout, re.M)
         assert json.loads(cli("scale", "prod", "2", "--json").stdout)["tasks"].__len__() == 2
         (ws / "version.txt").write_text("v3\n")
         third = json.loads(cli("deploy", "prod", "--json").stdout)["release"]

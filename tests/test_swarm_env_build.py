@@ -2,7 +2,7 @@
 one worker, tests/swarm_lab.py): minicloud's own registry as a service on the manager (the env names no
 registry), MariaDB as a service pinned to the manager with its volume, the app reaching it by `db` on the
 overlay, the sandbox open platform as a service the app reaches by its URL (the CA and the app's key given as
-Swarm files), `minicloud db` and the editor's tables (the language server's engine reader) on it, and the data kept across `env destroy` unless
+Swarm files), the data API (PostgreSQL and its server as services) that the app calls with the client SDK, `minicloud db` and the editor's tables (the language server's engine reader) on it, and the data kept across `env destroy` unless
 `--with-data`.
 """
 
@@ -38,6 +38,10 @@ drain_timeout = 2
 engine = "swarm"
 replicas = 2
 
+[data]
+[data.collections.orders]
+read = "auth != null"
+
 [env.staging]
 engine = "swarm"
 sandbox = false
@@ -50,6 +54,16 @@ gateway_port = {staging_port}
 SERVER = """\
 const net = require('net'), fs = require('fs'), https = require('https');
 require('http').createServer((q, s) => {
+  if (q.url === '/data') {  // the data API through the env's URL, with the client SDK and the server credential
+    const cloud = require('./minicloud-cloud.js');
+    cloud.init();
+    const orders = cloud.database().collection('orders');
+    orders.add({ data: { item: 'tea', by: require('os').hostname() } })
+      .then(() => orders.where({ item: 'tea' }).count())
+      .then(r => s.end('data ' + r.total))
+      .catch(e => { s.writeHead(502); s.end('data ' + (e.code || '') + ' ' + e.message); });
+    return;
+  }
   if (q.url === '/sandbox') {
     const key = fs.readFileSync(process.env.ALIPAY_APP_PRIVATE_KEY_PATH, 'utf8').includes('PRIVATE KEY');
     https.get(process.env.ALIPAY_ENDPOINT + '/_sandbox/health', r => {
@@ -110,6 +124,7 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
             assert not check or run.returncode == 0, run.stderr + run.stdout
             return run
 
+        cli("codegen", "cloud-sdk", "--lang", "js", "--out", str(ws / "minicloud-cloud.js"))
         refused = cli("deploy", "prod", check=False)
         assert refused.returncode != 0 and "not built" in refused.stderr and "env build prod" in refused.stderr
 
@@ -140,6 +155,7 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
             assert client.get(url + "/db", **by_name(host_name)).text == "db MariaDB"
             assert client.get(url + "/sandbox", **by_name(host_name)).text == "sandbox 200 key true"
+            assert [client.get(url + "/data", **by_name(host_name)).text for _ in range(2)] == ["data 1", "data 2"]
 
         cli("db", "prod", "-e", "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20)); "
                                 "INSERT INTO orders VALUES (1, 'kept')")
@@ -163,7 +179,7 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         gone = cli("env", "destroy", "prod")
         assert "database volume and credentials kept" in gone.stdout
         left = {svc.name for svc in lab.manager.services.list()}
-        assert not {s.container(name, "prod", role) for role in ("app", "db", "sandbox", "gateway")} & left
+        assert not {s.container(name, "prod", role) for role in ("app", "db", "sandbox", "data", "datadb", "gateway")} & left
         assert not [c.name for c in [*lab.manager.configs.list(), *lab.manager.secrets.list()] if name in c.name]
         assert f"{s.prefix}-registry" in left, "the registry serves every env of the instance: it stays"
         volume = s.volume(name, "prod", "db")
@@ -172,6 +188,8 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         again = json.loads(cli("env", "build", "prod", "--json").stdout)
         lab.images.append(s.app_image(name, "prod", again["release"]))
         assert "kept" in cli("db", "prod", "-e", "SELECT note FROM orders WHERE id = 1").stdout
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:  # and the documents too
+            assert client.get(url + "/data", **by_name(host_name)).text == "data 3"
 
         cli("env", "destroy", "prod", "--with-data")
-        assert not lab.manager.volumes.list(filters={"name": volume})
+        assert not [v.name for v in lab.manager.volumes.list() if f"{name}-prod-" in v.name], "every volume of prod"
