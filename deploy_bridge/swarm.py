@@ -10,6 +10,7 @@ import time
 
 import docker
 from docker.errors import APIError, NotFound
+from docker.types import EndpointSpec, ServiceMode, UpdateConfig
 
 from .errors import MinicloudError
 
@@ -132,3 +133,24 @@ def wait_for_task(client: docker.DockerClient, service_name: str, labels: list[s
             why = f"it does not answer yet {out.decode(errors='replace')[-200:]}"
         time.sleep(0.25)
     raise MinicloudError(f"{what} did not start within {timeout:.0f} s ({why})", hint=hint)
+
+
+def one_pinned_task(service, client: docker.DockerClient) -> dict:
+    """The spec of a service of one task whose data is on a volume of one node: pinned to that node (a new
+    service: the node of the engine `client` talks to), no virtual IP, the old task stopped before the new
+    one starts (one writer of the files at a time)."""
+    return {"endpoint_spec": EndpointSpec(mode="dnsrr"), "mode": ServiceMode("replicated", replicas=1),
+            "constraints": [f"node.id=={pinned_node(service) or own_node(client)}"],
+            "update_config": UpdateConfig(parallelism=1, order="stop-first", failure_action="pause")}
+
+
+def create_or_update(client: docker.DockerClient, service, spec: dict, progress, starting: str, updating: str) -> None:
+    """Create the service from `spec`, or update it when its image, configs or secrets differ from it."""
+    from .swarm_files import differs
+
+    if service is None:
+        progress.report(starting)
+        client.services.create(**spec)
+    elif differs(service, spec["image"], spec.get("configs") or [], spec.get("secrets") or []):
+        progress.report(updating)
+        service.update(**spec)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import docker
-from docker.types import EndpointSpec, Healthcheck, Mount, ServiceMode, UpdateConfig
+from docker.types import Healthcheck, Mount
 
 from . import images, swarm
 from .config import Settings
@@ -23,7 +23,7 @@ from .data import API_PORT, API_ROLE, DATABASE, HEALTH, PG_PORT, STORE_ROLE, api
 from .gateway import DATA_PATH
 from .manifest import Manifest
 from .progress import NullProgress, Progress
-from .swarm_files import SwarmFiles, differs
+from .swarm_files import SwarmFiles
 from .swarm_registry import ImageRoute
 
 SECOND = 1_000_000_000
@@ -64,7 +64,6 @@ class SwarmData:
         """PostgreSQL, then the API with today's settings (a changed rule or key rolls its task)."""
         progress = progress or NullProgress()
         made = data_secrets(self.workspace, self.env)
-        node = swarm.own_node(self.manager)
         if swarm.find_service(self.manager, self.store_name) is None:
             image = route.push(images.ensure_recipe(self.builder, "postgres", progress), progress)
             progress.report(f"starting PostgreSQL (the data API's documents) as service {self.store_name}")
@@ -73,11 +72,9 @@ class SwarmData:
                 container_labels=self.labels(STORE_ROLE),
                 env=[f"POSTGRES_PASSWORD={made.pg_password}", f"POSTGRES_DB={DATABASE}"],
                 mounts=[Mount(PG_DATA, self.volumes()[0], type="volume", labels=self.labels(STORE_ROLE))],
-                networks=[network.id], endpoint_spec=EndpointSpec(mode="dnsrr"),
-                mode=ServiceMode("replicated", replicas=1), constraints=[f"node.id=={node}"],
+                networks=[network.id], **swarm.one_pinned_task(None, self.manager),
                 healthcheck=Healthcheck(test=["CMD", *PG_READY], interval=1 * SECOND, timeout=3 * SECOND, retries=5,
                                         start_period=90 * SECOND),
-                update_config=UpdateConfig(parallelism=1, order="stop-first", failure_action="pause"),
                 stop_grace_period=30 * SECOND)
         swarm.wait_for_task(self.manager, self.store_name, self._filter(STORE_ROLE), PG_READY,
                             f"PostgreSQL of {self.app}/{self.env}", f"minicloud logs {self.env} --role datadb", 120)
@@ -101,18 +98,12 @@ class SwarmData:
             "env": [f"DATA_DSN={api_dsn(self.settings, self.workspace, self.app, self.env)}",
                     "DATA_CONFIG=/config/config.json", f"PORT={API_PORT}"],
             "configs": configs, "secrets": secrets, "networks": [network.id],
-            "mounts": [Mount("/data", self.volumes()[1], type="volume", labels=self.labels(API_ROLE))],
-            "endpoint_spec": EndpointSpec(mode="dnsrr"), "mode": ServiceMode("replicated", replicas=1),
             # the uploaded files are on a volume of one node
-            "constraints": [f"node.id=={swarm.pinned_node(service) or swarm.own_node(self.manager)}"],
-            "update_config": UpdateConfig(parallelism=1, order="stop-first", failure_action="pause"),
+            "mounts": [Mount("/data", self.volumes()[1], type="volume", labels=self.labels(API_ROLE))],
+            **swarm.one_pinned_task(service, self.manager),
         }
-        if service is None:
-            progress.report(f"starting the data API as service {self.api_name}")
-            self.manager.services.create(**spec)
-        elif differs(service, image, configs, secrets):
-            progress.report("updating the data API (its image, settings or keys changed)")
-            service.update(**spec)
+        swarm.create_or_update(self.manager, service, spec, progress, f"starting the data API as service {self.api_name}",
+                               "updating the data API (its image, settings or keys changed)")
         swarm.wait_for_task(self.manager, self.api_name, self._filter(API_ROLE), API_PROBE,
                             f"the data API of {self.app}/{self.env}", f"minicloud logs {self.env} --role data")
         store.remove_unused()

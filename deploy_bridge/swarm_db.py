@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import docker
-from docker.types import EndpointSpec, Healthcheck, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
+from docker.types import Healthcheck, Mount, NetworkAttachmentConfig
 
 from . import images, swarm
 from .config import Settings
@@ -61,7 +61,6 @@ class SwarmDatabase(Database):
         progress = progress or NullProgress()
         if self.service() is None:
             image = route.push(images.ensure_recipe(self.builder, "mariadb", progress), progress)
-            node = self.pinned_node()
             kept = any(v.name == self.volume_name for v in self.client.volumes.list(filters={"name": self.volume_name}))
             progress.report(f"database volume {self.volume_name} found: its data is kept" if kept else
                             f"starting MariaDB as service {self.name}, pinned to this node (its volume lives here)")
@@ -71,12 +70,9 @@ class SwarmDatabase(Database):
                      f"MYSQL_PASSWORD={creds.password}"],
                 mounts=[Mount(DATA_DIR, self.volume_name, type="volume", labels=self.labels())],
                 networks=[NetworkAttachmentConfig(network.id, aliases=[DB_ALIAS])],
-                endpoint_spec=EndpointSpec(mode="dnsrr"), mode=ServiceMode("replicated", replicas=1),
-                constraints=[f"node.id=={node}"],
+                **swarm.one_pinned_task(None, self.client),
                 healthcheck=Healthcheck(test=["CMD-SHELL", HEALTH], interval=1 * SECOND, timeout=5 * SECOND,
                                         retries=5, start_period=90 * SECOND),
-                # one writer of the files at a time: the old task stops before a new one starts
-                update_config=UpdateConfig(parallelism=1, order="stop-first", failure_action="pause"),
                 stop_grace_period=30 * SECOND)
         self.wait_ready(creds)
 

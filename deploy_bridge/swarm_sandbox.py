@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import docker
-from docker.types import EndpointSpec, Mount, ServiceMode, UpdateConfig
+from docker.types import Mount
 
 from . import images, swarm
 from .config import Settings
 from .progress import NullProgress, Progress
 from .sandbox.platform import HEALTH, PORT
-from .swarm_files import SwarmFiles, differs
+from .swarm_files import SwarmFiles
 from .swarm_registry import ImageRoute
 
 # asked inside the task: the image has Python, not curl
@@ -58,18 +58,13 @@ class SwarmSandbox:
                         "--app-public-key", "/keys/app_public.pem",
                         "--abilities", "/abilities", "--state", "/data/state.json", "--env", self.env],
             "configs": configs, "secrets": secrets, "networks": [network.id],
-            "mounts": [Mount("/data", self.volume_name, type="volume", labels=self.labels())],
-            "endpoint_spec": EndpointSpec(mode="dnsrr"), "mode": ServiceMode("replicated", replicas=1),
             # its state is on a volume of one node
-            "constraints": [f"node.id=={swarm.pinned_node(service) or swarm.own_node(self.manager)}"],
-            "update_config": UpdateConfig(parallelism=1, order="stop-first", failure_action="pause"),
+            "mounts": [Mount("/data", self.volume_name, type="volume", labels=self.labels())],
+            **swarm.one_pinned_task(service, self.manager),
         }
-        if service is None:
-            progress.report(f"starting the sandbox open platform as service {self.name}")
-            self.manager.services.create(**spec)
-        elif differs(service, image, configs, secrets):
-            progress.report("updating the sandbox (its image, keys or granted packages changed)")
-            service.update(**spec)
+        swarm.create_or_update(self.manager, service, spec, progress,
+                               f"starting the sandbox open platform as service {self.name}",
+                               "updating the sandbox (its image, keys or granted packages changed)")
         self.wait_ready()
         store.remove_unused()
 

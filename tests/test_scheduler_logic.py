@@ -52,12 +52,12 @@ class SlowRestartScheduler(Scheduler):
         return 200, {"ok": True, "result": {}}
 
 
-def scheduler_with(tmp_path: Path, **fn: Any) -> SlowRestartScheduler:
+def scheduler_with(tmp_path: Path, make=None, **fn: Any) -> SlowRestartScheduler:
     config = {"env": "test", "pool": 1, "functions": {"single": {
         "runtime": "nodejs", "memory": 128, "version": "v1", "concurrency": 1, "reserved": 0,
         "max_instances": 1, "keep_alive": 1, "timeout": 3, **fn}}}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    scheduler = SlowRestartScheduler(tmp_path / "config.json")
+    scheduler = (make or SlowRestartScheduler)(tmp_path / "config.json")
     assert scheduler.load_config()
     return scheduler
 
@@ -101,5 +101,43 @@ def test_the_queue_is_served_when_the_recycled_instance_is_removed_instead(tmp_p
         scheduler.retire(old)
         status, _, _ = await asyncio.wait_for(scheduler.invoke("single", {}), 5)
         assert status == 200 and "old" not in scheduler.instances
+
+    asyncio.run(scenario())
+
+
+class FlakyStartScheduler(SlowRestartScheduler):
+    """An engine whose next `failures` container starts fail, as a loaded one's may (a start that times out)."""
+
+    def __init__(self, config_path: Path, failures: int = 1) -> None:
+        super().__init__(config_path)
+        self.failures = failures
+
+    async def start_instance(self, runtime: str, memory_mb: int, reserved_for: str | None = None) -> Instance:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the agent did not answer within 30 s")
+        return await super().start_instance(runtime, memory_mb, reserved_for)
+
+
+def test_a_pool_left_short_by_a_failed_start_is_topped_up_by_the_housekeeping(tmp_path, monkeypatch):
+    from deploy_bridge.services import scheduler as module
+
+    monkeypatch.setattr(module, "POOL_CHECK_SECONDS", 0.0)  # look at every turn of the housekeeping
+
+    async def scenario() -> None:
+        scheduler = scheduler_with(tmp_path, make=FlakyStartScheduler)  # its first start fails
+        scheduler.config["pool"] = 2
+        await scheduler.refill_pool()  # the first start fails: the refill stops, one short
+        assert scheduler.pool_count("nodejs") == 0 and scheduler.pool_short()
+        housekeeping = asyncio.ensure_future(scheduler.housekeeping())
+        try:
+            for _ in range(200):  # turns of its loop (50 ms each): until the pool is whole
+                if scheduler.pool_count("nodejs") == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert scheduler.pool_count("nodejs") == 2 and not scheduler.pool_short()
+            assert scheduler.created == 2, "exactly the pool's size: the checks did not start too many"
+        finally:
+            housekeeping.cancel()
 
     asyncio.run(scenario())

@@ -136,7 +136,9 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         lab.images.append(s.app_image(name, "prod", built["release"]))
         services = {svc.name: svc.attrs["Spec"] for svc in lab.manager.services.list()}
         pinned = f"node.id=={lab.manager_node_id}"
-        for own in (f"{s.prefix}-registry", s.container(name, "prod", "db")):
+        # Architecture Invariant: a swarm service whose data is on a volume runs one task, pinned to one node
+        for own in (f"{s.prefix}-registry", *(s.container(name, "prod", role) for role in ("db", "sandbox", "data",
+                                                                                         "datadb"))):
             assert pinned in services[own]["TaskTemplate"]["Placement"]["Constraints"], own
             assert services[own]["Labels"]["minicloud.instance"] == s.instance
         registry_address = f"{lab.manager_address}:5000"

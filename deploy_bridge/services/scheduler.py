@@ -46,6 +46,7 @@ from .engine_api import Engine, EngineError
 AGENT_PORT = 9000
 AGENT_IDLE = 20.0  # seconds a kept connection to an agent is used (the agents keep them 65 s)
 QUEUE_LIMIT = 1000  # waiting requests per function past which callers get 429
+POOL_CHECK_SECONDS = 2.0  # how often the housekeeping tops up a pool that a failed start left short
 AGENT_COMMAND = {"nodejs": ["node", "/opt/minicloud-agent/node_agent.js"],
                  "python": ["python3", "/opt/minicloud-agent/python_agent.py"]}
 
@@ -110,6 +111,7 @@ class Scheduler:
         self.starting: collections.Counter = collections.Counter()  # function or "pool:RUNTIME" -> starting
         self.stats: dict[str, Stats] = collections.defaultdict(Stats)
         self.generation = 0
+        self.pool_checked = 0.0  # when the housekeeping last looked for a pool short of instances
 
     # ------------------------------------------------------------------ engine calls (threads)
     async def _engine(self, method, *args):
@@ -393,17 +395,26 @@ class Scheduler:
             self.starting[name] -= 1
         self.offer(instance)
 
+    def pool_count(self, runtime: str) -> int:
+        """The runtime's instances in the pool, and those starting for it."""
+        return sum(1 for i in self.instances.values() if i.runtime == runtime and i.state == "pool") \
+            + self.starting[f"pool:{runtime}"]
+
+    def pool_short(self) -> bool:
+        return any(self.pool_count(runtime) < self.config.get("pool", 0) for runtime in self.runtimes())
+
     async def refill_pool(self) -> None:
+        """Start pool instances until each runtime has `pool` of them. Counted afresh before each one, so two
+        refills at once do not start too many; one that fails stops here, and the housekeeping tries again."""
         for runtime in sorted(self.runtimes()):
-            have = sum(1 for i in self.instances.values() if i.runtime == runtime and i.state == "pool") \
-                + self.starting[f"pool:{runtime}"]
-            for _ in range(max(0, self.config.get("pool", 0) - have)):
+            while self.pool_count(runtime) < self.config.get("pool", 0):
                 self.starting[f"pool:{runtime}"] += 1
                 try:
                     instance = await self.start_instance(runtime, self.pool_memory(runtime))
                     self.offer(instance)
                 except (EngineError, RuntimeError, OSError) as err:
                     log(f"could not start a pool instance of {runtime}: {err}")
+                    break
                 finally:
                     self.starting[f"pool:{runtime}"] -= 1
 
@@ -542,6 +553,10 @@ class Scheduler:
                             and now - instance.last_used > fn["keep_alive"]:
                         log(f"{instance.name} idle for {fn['keep_alive']}s: back to the pool")
                         self.retire(instance)
+                if now - self.pool_checked > POOL_CHECK_SECONDS:  # a pool start that failed is tried again
+                    self.pool_checked = now
+                    if self.pool_short():
+                        self.background(self.refill_pool())
             except Exception as err:  # noqa: BLE001 - the scheduler outlives any one bad step
                 log(f"housekeeping: {type(err).__name__}: {err}")
 
