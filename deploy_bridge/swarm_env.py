@@ -3,16 +3,21 @@
 The engine is the swarm manager Docker's own settings name (DOCKER_HOST, a context; `ssh://` works).
 Each verb is a few steps over the manager's API:
 
-    deploy    build the release image on the manager's engine → push it to the env's registry (every
-              node pulls from there) → create or update the app service → wait until every task runs
-              the release and is healthy (or Swarm rolled the update back: the deploy fails, naming why)
+    build     the overlay network, minicloud's registry (swarm_registry.py, unless the env names one) and
+              the database (swarm_db.py); the sandbox (swarm_sandbox.py) and the data API (swarm_data.py)
+              are ensured at each deploy, with the keys, packages and rules of that moment
+    deploy    build the release image on the build engine → push it to the registry (every node pulls
+              from there) → create or update the app service → wait until every task runs the release
+              and is healthy (or Swarm rolled the update back: the deploy fails, naming why)
     rollback  the service to an earlier release's image in the registry (the previous one by default)
     scale     the service's replica count
     stop      0 tasks (the count kept in a label), `start` brings it back; `restart` replaces every task
-    logs      the app's and the gateway's service logs, each line with its task's release
+    logs      the service logs of the app, database, sandbox, data API and gateway, each line with its
+              task's release
     tasks     the running tasks with node, state, health and release
     releases  the registry's tags of the app's repository
-    destroy   the service and the env's overlay network
+    destroy   every service of the env, their Swarm files and the overlay network; the volumes only
+              with `--with-data`
 
 The update is Swarm's own rolling update: parallelism 1, start-first (a new task is healthy before
 an old one stops), rollback on failure; the health check is the manifest's `health` path asked by curl
