@@ -95,9 +95,11 @@ class Cloud(Workspace):
         return network
 
     def containers(self, env: str, role: str | None = None, running_only: bool = False) -> list:
-        """The env's containers (by label), optionally of one role."""
+        """The env's containers (by label), optionally of one role. One removed between the engine's list and
+        its inspection (a function instance the scheduler recycles) is left out, not an error."""
         return self._client().containers.list(
-            all=not running_only, filters={"label": self.settings.label_filter(app=self.app, env=env, role=role)})
+            all=not running_only, filters={"label": self.settings.label_filter(app=self.app, env=env, role=role)},
+            ignore_removed=True)
 
     def _hosts(self, env: str) -> list[str]:
         s = self.settings

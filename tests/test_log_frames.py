@@ -69,7 +69,7 @@ class _FakeContainer:
         pass
 
 
-def _wait_for(condition, what: str, timeout: float = 10.0) -> None:
+def _wait_for(condition, what: str, timeout: float = 30.0) -> None:  # a deadline for a loaded machine, not a goal
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
