@@ -94,7 +94,6 @@ class SwarmEnv:
         self.config = manifest.env(env)
         self.app = manifest.name
         self._route: ImageRoute | None = None
-        self.files: dict[str, tuple[bytes, bool]] = {}  # what a roll-out gives the app's tasks (see `deploy`)
 
     @functools.cached_property
     def builder(self) -> docker.DockerClient:
@@ -157,14 +156,13 @@ class SwarmEnv:
         `files`: what the app reads besides its image (path in the container -> content, secret or not):
         the local CA's certificate, the sandbox's keys; Swarm configs and secrets here."""
         progress = progress or NullProgress()
-        self.files = files or {}
         swarm.require_manager(self.manager)
         route = self.image_route(progress)
         network = self.ensure_network()
         release, tag = ReleaseBuilder(self.builder, self.settings, self.manifest, self.env).build(progress)
         progress.check_cancelled()
         image = route.push(tag, progress)
-        self.roll_out(image, release, environment, network, progress)
+        self.roll_out(image, release, environment, network, progress, files or {})
         self.gateway().ensure(network, self.routes(), route, progress)
         return release, image
 
@@ -193,9 +191,10 @@ class SwarmEnv:
     def gateway(self) -> SwarmGateway:
         return SwarmGateway(self.manager, self.builder, self.settings, self.app, self.env)
 
-    def roll_out(self, image: str, release: str, environment: dict[str, str], network, progress: Progress) -> None:
+    def roll_out(self, image: str, release: str, environment: dict[str, str], network, progress: Progress,
+                 files: dict[str, tuple[bytes, bool]]) -> None:
         """Create the app service running `image`, or update it to it, and wait until it converged."""
-        spec = self._spec(image, release, environment, network)
+        spec = self._spec(image, release, environment, network, files)
         service = self._service()
         before = self._update_started(service)
         if service is None:
@@ -211,11 +210,12 @@ class SwarmEnv:
         """When the service's last update began: an update status from before ours is not ours."""
         return ((service.attrs.get("UpdateStatus") or {}).get("StartedAt")) if service is not None else None
 
-    def _spec(self, image: str, release: str, environment: dict[str, str], network) -> dict:
+    def _spec(self, image: str, release: str, environment: dict[str, str], network,
+              files: dict[str, tuple[bytes, bool]]) -> dict:
         m = self.manifest
         store = SwarmFiles(self.manager, self.service_name, self.labels("app"))
-        configs = [store.config(path, data) for path, (data, secret) in sorted(self.files.items()) if not secret]
-        secrets = [store.secret(path, data) for path, (data, secret) in sorted(self.files.items()) if secret]
+        configs = [store.config(path, data) for path, (data, secret) in sorted(files.items()) if not secret]
+        secrets = [store.secret(path, data) for path, (data, secret) in sorted(files.items()) if secret]
         health = (f"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{m.port}{m.health} || exit 1")
         update = UpdateConfig(parallelism=1, delay=0, failure_action="rollback", monitor=3 * SECOND,
                               order="start-first")
@@ -390,7 +390,6 @@ class SwarmEnv:
         Without `to`: the release the service ran before its last update (Swarm's previous spec); with it,
         a release id or a unique prefix of one."""
         progress = progress or NullProgress()
-        self.files = files or {}
         service = self._require_service()
         current = (self.service_spec() or {}).get("release")
         if to is None:
@@ -408,7 +407,7 @@ class SwarmEnv:
             release = matches[0]
         image = f"{self.registry}/{self.settings.app_image(self.app, self.env, release)}"
         progress.report(f"rolling {self.env} back to {release}")
-        self.roll_out(image, release, environment, self.ensure_network(), progress)
+        self.roll_out(image, release, environment, self.ensure_network(), progress, files or {})
         return release, image
 
     def scale(self, replicas: int, progress: Progress | None = None) -> None:

@@ -534,7 +534,13 @@ class SwarmLab:
             with contextlib.suppress(APIError):  # not in a swarm (a failed join): nothing to leave
                 w.client.swarm.leave(force=True)
         for container in w.client.containers.list(all=True):
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+            except APIError as err:  # leaving the swarm, the engine removes its task containers itself
+                if "already in progress" not in str(err):
+                    raise
 
     def _stop_engines(self) -> None:
         for w in self.engines:
