@@ -37,7 +37,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 log "starting dockerd in the background (log: /var/log/minicloud-dockerd.log)"
-nohup dockerd >/var/log/minicloud-dockerd.log 2>&1 &
+# --userland-proxy=false: a published port reached on 127.0.0.1 (the gateway's, for every editor, CLI and
+# test) goes through the kernel's NAT instead of a docker-proxy process that copies each byte in user
+# space; measured here, that process cost ~0.3 ms per request, a quarter of a data API find.
+nohup dockerd --userland-proxy=false >/var/log/minicloud-dockerd.log 2>&1 &
 for _ in $(seq 1 60); do
   if engine_answers; then log "engine ready"; exit 0; fi
   sleep 0.5

@@ -189,6 +189,40 @@ def test_the_gateway_keeps_its_connections_to_the_data_api_alive(data_app, docke
     assert after["established"] >= 1, (before, after)
 
 
+def test_a_data_api_replaced_under_its_name_is_reached_at_once(data_app, docker_engine):
+    """The gateway keeps its answers for the data API's name past their second while it asks again off the
+    request path; new routes (the container made anew) must forget them at once. A stand-in that answers
+    nothing holds the old address, so a stale answer shows as the gateway's 502."""
+    data = data_app.settings.container(data_app.app, "test", "data")
+    find = data_app.url("test") + "/cloud/v1/db/orders/find"
+
+    def address(name: str) -> str:
+        networks = docker_engine.containers.get(name).attrs["NetworkSettings"]["Networks"].values()
+        return next(n["IPAddress"] for n in networks if n.get("IPAddress"))
+
+    def statuses() -> list[int]:  # new connections, so that both of the gateway's workers answer
+        found = []
+        for _ in range(12):
+            with httpx.Client(verify=trusting(data_app.ca_path()), timeout=10) as http:
+                found.append(http.post(find, json={}).status_code)
+        return found
+
+    old = docker_engine.containers.get(data)
+    old_address, image = address(data), old.image.id
+    assert set(statuses()) == {401}  # every worker now holds the old address
+    old.remove(force=True)
+    stand_in = docker_engine.containers.run(
+        image, ["sleep", "120"], detach=True, network=data_app.settings.network(data_app.app, "test"),
+        labels=data_app.settings.labels(app=data_app.app, env="test", role="stand-in"))
+    try:
+        data_app.build_env("test")
+        assert address(stand_in.name) == old_address, "the stand-in did not get the old address: nothing was tried"
+        assert address(data) != old_address
+        assert set(statuses()) == {401}  # not the gateway's 502 of a connection to the old address
+    finally:
+        stand_in.remove(force=True)
+
+
 def test_front_end_script_and_python_function_use_the_sdks(data_app, tmp_path):
     """The JS SDK in Node as a front end (an auth code, its session), calling a Python function that
     reads the collection with the injected server credential."""

@@ -41,9 +41,16 @@ function M.load()
 end
 
 -- Docker's embedded DNS, asked from Lua: the balancer of the kept-alive upstream (below) needs an
--- address, not a name. An answer is kept for a second per worker, as nginx's own `resolver valid=1s`.
+-- address, not a name. An answer is fresh for a second per worker, as nginx's own `resolver valid=1s`;
+-- after that it is still used for up to STALE seconds while a timer asks again off the request path (a
+-- lookup on the path put the engine's DNS into the data API's slowest requests). New routes (a container
+-- replaced under the same name) forget every answer: the generation in the shared dictionary.
 local DNS_SERVER = "127.0.0.11"
-local resolved = {}  -- name -> { address, expires }
+local FRESH, STALE = 1, 10
+local dns = ngx.shared.minicloud_dns
+local resolved = {}  -- name -> { address, fresh until }
+local refreshing = {}  -- name -> true while a timer asks
+local generation = 0  -- of `resolved`, against dns:get("generation")
 
 local function skip_name(packet, pos)
   while true do
@@ -90,13 +97,33 @@ local function query_a(name)
   return nil, "no address"
 end
 
+local function refresh(premature, name, asked_in)
+  refreshing[name] = nil
+  if premature or asked_in ~= generation then return end
+  local address = query_a(name)
+  if asked_in ~= generation then return end  -- new routes came meanwhile: this answer may be old
+  if address then
+    resolved[name] = { address, ngx.now() + FRESH }
+  else
+    resolved[name] = nil  -- gone (stopped): the next request asks on its path and says so
+  end
+end
+
 local function resolve(name)
   if name:match("^%d+%.%d+%.%d+%.%d+$") then return name end
+  local current = dns:get("generation") or 0
+  if current ~= generation then
+    resolved, refreshing, generation = {}, {}, current
+  end
   local now = ngx.now()
   local hit = resolved[name]
   if hit and hit[2] > now then return hit[1] end
+  if hit and hit[2] + STALE > now then
+    if not refreshing[name] and ngx.timer.at(0, refresh, name, generation) then refreshing[name] = true end
+    return hit[1]
+  end
   local address, err = query_a(name)
-  if address then resolved[name] = { address, now + 1 } end
+  if address then resolved[name] = { address, now + FRESH } end
   return address, err
 end
 
@@ -182,7 +209,10 @@ end
 
 -- POST: read routes.tsv again; answers the routes now in force, one "HOST TARGET" line each
 function M.admin_routes()
-  if ngx.req.get_method() == "POST" then M.load() end
+  if ngx.req.get_method() == "POST" then
+    M.load()
+    dns:incr("generation", 1, 0)
+  end
   for _, host in ipairs(routes:get_keys(0)) do
     ngx.say(host .. " " .. (routes:get(host) or ""))
   end
