@@ -141,3 +141,56 @@ def test_a_pool_left_short_by_a_failed_start_is_topped_up_by_the_housekeeping(tm
             housekeeping.cancel()
 
     asyncio.run(scenario())
+
+
+class LeftoverEngine:
+    """What a scheduler killed mid-work leaves: a running pool instance, one stopped by a recycle whose restart
+    it did not see end, and one that will not start again."""
+
+    def __init__(self) -> None:
+        self.listing = [
+            {"Id": "running", "Names": ["/fn-running"], "State": "running", "Labels": {}},
+            {"Id": "stopped", "Names": ["/fn-stopped"], "State": "exited", "Labels": {}},
+            {"Id": "broken", "Names": ["/fn-broken"], "State": "exited", "Labels": {}},
+        ]
+        self.started: list[str] = []
+        self.removed: list[str] = []
+
+    def containers(self, labels: list[str], all: bool = True) -> list[dict]:
+        return self.listing
+
+    def start(self, container: str) -> None:
+        from deploy_bridge.services.engine_api import EngineError
+
+        if container == "broken":
+            raise EngineError(500, {"message": "cannot start"})
+        self.started.append(container)
+
+    def remove(self, container: str) -> None:
+        self.removed.append(container)
+
+
+class LeftoverScheduler(SlowRestartScheduler):
+    def __init__(self, config_path: Path) -> None:
+        super().__init__(config_path)
+        self.engine = LeftoverEngine()  # type: ignore[assignment]
+
+    async def _engine(self, method, *args):
+        return method(*args)
+
+    async def http(self, instance: Instance, method: str, path: str, body: Any, timeout: float) -> tuple[int, Any]:
+        return 200, {"ok": True}  # a pool instance's /health: no function yet
+
+
+def test_a_restarted_scheduler_keeps_an_instance_left_stopped_mid_recycle(tmp_path):
+    async def scenario() -> LeftoverScheduler:
+        scheduler = scheduler_with(tmp_path, LeftoverScheduler)
+        scheduler.config.update(instance="t", app="a")
+        await scheduler.rebuild()
+        return scheduler
+
+    scheduler = asyncio.run(scenario())
+    engine = scheduler.engine
+    assert engine.started == ["stopped"]  # type: ignore[attr-defined]
+    assert engine.removed == ["broken"]  # type: ignore[attr-defined]
+    assert sorted(scheduler.instances) == ["running", "stopped"]

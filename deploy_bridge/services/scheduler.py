@@ -513,8 +513,15 @@ class Scheduler:
             labels = c.get("Labels") or {}
             instance = Instance(c["Id"], c["Names"][0].lstrip("/"), labels.get("minicloud.fn.runtime", "nodejs"))
             if c.get("State") != "running":
-                await self._engine(self.engine.remove, c["Id"])
-                continue
+                # an instance the last scheduler left mid-recycle (stopped by a restart it did not see end) is
+                # started again and kept, not lost; one that will not start is removed
+                try:
+                    if c.get("State") != "restarting":
+                        await self._engine(self.engine.start, c["Id"])
+                except (EngineError, OSError):
+                    with contextlib.suppress(EngineError, OSError):
+                        await self._engine(self.engine.remove, c["Id"])
+                    continue
             self.instances[instance.id] = instance
             try:
                 await self.wait_ready(instance, timeout=5)
