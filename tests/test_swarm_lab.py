@@ -11,6 +11,7 @@ import socket
 import time
 
 import docker
+import httpx
 import pytest
 from docker.types import EndpointSpec, ServiceMode
 
@@ -200,7 +201,16 @@ def test_a_service_spreads_over_the_lab_and_its_workers_pull_from_the_registry(d
 
 
 @pytest.mark.docker
-def test_require_manager_refuses_an_engine_in_no_swarm(docker_engine):
+def test_a_single_node_swarm_serves_an_env_and_an_engine_in_no_swarm_is_refused_then_left_as_found(
+        docker_engine, tmp_path):
+    """The lab's manager alone is a single-node swarm: a swarm env's app deploys there (every replica on the
+    one node, pulled from the registry) and its gateway answers. The other engine is in no swarm: refused
+    with the command that makes one, made one by that command, and left as it was found."""
+    from bench.load import by_name, trusting
+    from bench.swarm import MANIFEST, SERVER
+    from deploy_bridge.cloud import Cloud
+    from deploy_bridge.swarm_env import SwarmEnv
+
     with swarm_lab(workers=1, join=False, host=docker_engine) as lab:
         engine = lab.worker_clients[0]
         assert engine.info()["Swarm"]["LocalNodeState"] == "inactive"
@@ -212,6 +222,41 @@ def test_require_manager_refuses_an_engine_in_no_swarm(docker_engine):
             swarm.node_table(engine)
         assert swarm.is_manager(lab.manager)
         swarm.require_manager(lab.manager)
+        assert [n["id"] for n in swarm.node_table(lab.manager)] == [lab.manager_node_id]
+
+        ws = tmp_path / "single"
+        ws.mkdir()
+        name = f"one{lab.name[-5:]}"
+        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, registry=lab.registry_address)
+                                           .replace("replicas = 3", "replicas = 2"))
+        (ws / "server.js").write_text(SERVER)
+        (ws / "version.txt").write_text("v1\n")
+        settings = registry.RegistrySettings(name=f"{lab.name}-registry", port=lab.registry_port,
+                                             bind=("127.0.0.1", lab.bridge_address), labels=lab.labels)
+        lab.containers.append(settings.name)
+        lab.volumes.append(settings.volume_name)
+        registry.ensure_registry(docker_engine, settings)
+        cloud = Cloud(ws)
+        env = SwarmEnv(lab.manager, cloud.settings, cloud.manifest, "prod", builder=docker_engine)
+        lab.services.extend([env.service_name, env.gateway().service_name])
+        lab.networks.append(env.network_name)
+        release, image = env.deploy({"MINICLOUD_ENV": "prod"})
+        lab.images.extend([image, cloud.settings.app_image(name, "prod", release)])
+        tasks = env.tasks()
+        assert [(t.state, t.node, t.release) for t in tasks] == [("running", lab.manager_node.name, release)] * 2
+        url = f"https://{lab.manager_address}:{cloud.settings.gateway_port}/"
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+            seen = {client.get(url, **by_name(cloud.settings.app_host(name, "prod"))).text for _ in range(8)}
+        assert len(seen) == 2 and all(a.startswith("v1 ") for a in seen), seen  # both tasks answer
+
+        # what the refusal told the user to do, on the engine in no swarm; then leave it as it was
+        engine.swarm.init(advertise_addr="127.0.0.1")
+        try:
+            swarm.require_manager(engine)
+            assert len(swarm.node_table(engine)) == 1
+        finally:
+            engine.swarm.leave(force=True)
+        assert engine.info()["Swarm"]["LocalNodeState"] == "inactive"
 
 
 class FakeEngine:
