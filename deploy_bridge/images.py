@@ -120,11 +120,36 @@ def _sandbox_sources() -> dict[str, bytes]:
     return files
 
 
+# psycopg as this project runs it (with its C implementation, psycopg_binary), for the data API in the
+# sandbox image: Debian's python3-psycopg has only the ctypes one, which cost the find path ~0.1 ms. Taken
+# when this Python is the image's (Debian bookworm's 3.11); a binary that does not load there (another
+# machine's architecture) leaves psycopg on its ctypes implementation and Debian's libpq, as before.
+IMAGE_PYTHON = (3, 11)
+VENDORED = ("psycopg", "psycopg_binary", "psycopg_binary.libs")
+
+
+def _vendored_sources() -> dict[str, bytes]:
+    import importlib.util
+    import sys
+
+    files = {"vendor/README": b"psycopg as minicloud's own tests run it (deploy_bridge/images.py)\n"}
+    spec = importlib.util.find_spec("psycopg_binary")
+    if sys.version_info[:2] != IMAGE_PYTHON or spec is None or not spec.submodule_search_locations:
+        return files
+    site = Path(next(iter(spec.submodule_search_locations))).parent
+    for package in VENDORED:
+        for p in sorted((site / package).rglob("*")):
+            if p.is_file() and "__pycache__" not in p.parts:
+                files[f"vendor/{p.relative_to(site)}"] = p.read_bytes()
+    return files
+
+
 def recipe_context(name: str, base: str) -> dict[str, bytes]:
     files = _recipe_files(name)
     files["Dockerfile"] = files["Dockerfile"].replace(b"{base}", base.encode())
     if name == "sandbox":
         files.update(_sandbox_sources())
+        files.update(_vendored_sources())
     return files
 
 
