@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from dataclasses import dataclass, field
+from typing import Any
 
 import docker
 from docker.errors import DockerException
@@ -15,22 +17,66 @@ _HINT = ("start a Docker engine: `scripts/ensure-docker.sh` installs Debian's do
          "(as root), or run `sudo systemctl start docker`; set DOCKER_HOST if the engine listens elsewhere")
 
 
+@dataclass(frozen=True)
+class EngineAddress:
+    """Where Docker's own settings point, read as the docker CLI reads them: DOCKER_HOST; else the context
+    that DOCKER_CONTEXT names or `docker context use` chose (in DOCKER_CONFIG or ~/.docker); else the local
+    socket (`url` None)."""
+
+    url: str | None
+    context: str | None = None  # the context's name, when one chose the engine
+    tls: Any = field(default=None, compare=False)  # the context's TLS settings (docker.tls.TLSConfig)
+
+    @property
+    def described(self) -> str:
+        where = self.url or "unix:///var/run/docker.sock"
+        return f"{where} (docker context {self.context})" if self.context else where
+
+
+def engine_address() -> EngineAddress:
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return EngineAddress(host)
+    from docker.context import ContextAPI
+    from docker.context.config import get_current_context_name
+
+    name = os.environ.get("DOCKER_CONTEXT") or get_current_context_name()
+    if name in ("", "default"):
+        return EngineAddress(None)
+    context = ContextAPI.get_context(name)
+    if context is None or not context.Host:
+        chosen = "DOCKER_CONTEXT" if os.environ.get("DOCKER_CONTEXT") else "`docker context use`"
+        raise EngineUnavailable(f"the docker context {name!r} ({chosen} chose it) does not exist or names no engine",
+                                hint="docker context ls shows the contexts; `docker context use default` is the "
+                                     "local engine")
+    return EngineAddress(context.Host, name, context.TLSConfig or None)
+
+
+def engine_url() -> str:
+    """The engine's URL as Docker's settings name it (the local socket's when none does)."""
+    return engine_address().url or "unix:///var/run/docker.sock"
+
+
 @functools.cache
-def _client_for(host: str | None) -> docker.DockerClient:
-    return docker.from_env(timeout=120)
+def _client_for(address: EngineAddress) -> docker.DockerClient:
+    # ssh:// through the system's ssh client, as the docker CLI does (its keys, agent and ~/.ssh/config)
+    over_ssh = (address.url or "").startswith("ssh://")
+    if address.context is None:
+        return docker.from_env(timeout=120, use_ssh_client=over_ssh)
+    return docker.DockerClient(base_url=address.url, tls=address.tls or False, timeout=120, use_ssh_client=over_ssh)
 
 
 def client() -> docker.DockerClient:
-    """A client that has answered a ping. Cached per DOCKER_HOST; re-pinged on every call (~1 ms)."""
-    host = os.environ.get("DOCKER_HOST")
+    """A client that has answered a ping. Cached per engine address; re-pinged on every call (~1 ms)."""
+    address = engine_address()
     try:
-        c = _client_for(host)
+        c = _client_for(address)
         c.ping()
         return c
     except (DockerException, OSError) as err:
         _client_for.cache_clear()
-        where = host or "unix:///var/run/docker.sock"
-        raise EngineUnavailable(f"no Docker engine answers at {where} ({type(err).__name__})", hint=_HINT) from None
+        raise EngineUnavailable(f"no Docker engine answers at {address.described} ({type(err).__name__})",
+                                hint=_HINT) from None
 
 
 def build_client() -> docker.DockerClient:
@@ -40,7 +86,7 @@ def build_client() -> docker.DockerClient:
     if not host:
         return client()
     try:
-        c = docker.DockerClient(base_url=host, timeout=120)
+        c = docker.DockerClient(base_url=host, timeout=120, use_ssh_client=host.startswith("ssh://"))
         c.ping()
         return c
     except (DockerException, OSError) as err:

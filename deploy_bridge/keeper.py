@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import docker
 from docker.errors import NotFound
 
-from . import images
+from . import engine, images
 from .config import LOG_CONFIG, Settings
 from .progress import NullProgress, Progress
 
@@ -23,8 +23,7 @@ def container_name(settings: Settings) -> str:
 
 def engine_socket() -> str | None:
     """The engine's unix socket on this machine, or None for a remote engine (no keeper then)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    parsed = urlparse(host)
+    parsed = urlparse(engine.engine_url())
     return parsed.path if parsed.scheme == "unix" and os.path.exists(parsed.path) else None
 
 

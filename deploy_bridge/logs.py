@@ -288,7 +288,9 @@ class _FollowedLog:
     @classmethod
     def open(cls, container: docker.models.containers.Container, since: dt.datetime | None,
              tail: int | None) -> _FollowedLog | None:
-        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        from .engine import engine_url
+
+        host = engine_url()
         if not host.startswith("unix://") or os.environ.get("DOCKER_TLS_VERIFY"):
             return None
         params = {"follow": "1", "stdout": "1", "stderr": "1", "timestamps": "1",
