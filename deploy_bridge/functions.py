@@ -198,7 +198,8 @@ class Functions:
         socket_path = keeper.engine_socket()
         if socket_path is None:
             raise MinicloudError("cloud functions need a local Docker engine (its socket is mounted into the "
-                                 "scheduler)", hint="unset DOCKER_HOST, or remove [functions] from the manifest")
+                                 "scheduler)", hint="point DOCKER_HOST (or the docker context) at this machine's engine, "
+                                                    "or remove [functions] from the manifest")
         current = self.container()
         if current is not None and current.image.tags[:1] != [image]:
             current.remove(force=True)
