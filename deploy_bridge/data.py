@@ -209,7 +209,14 @@ class DataClient:
         self.app, self.env = workspace.app, env
         self.url = workspace.url(env) + API_PREFIX
         self.sdk_ca = workspace.ca_path()
-        self.sdk = SdkCloud(self.url, made.server_key, made.server_secret, ca=self.sdk_ca)
+        # a swarm env's gateway is on its manager: asked there by the env's host name (which resolves here
+        # to this machine); None on one machine
+        self.address: str | None = None
+        if workspace.manifest.env(env).engine == "swarm":
+            from . import engine, swarm
+
+            self.address = swarm.gateway_address(engine.client())
+        self.sdk = SdkCloud(self.url, made.server_key, made.server_secret, ca=self.sdk_ca, address=self.address)
 
     def call(self, method: str, rel: str, body=None):
         from codegen.cloud_sdk.minicloud_cloud import CloudError
@@ -302,7 +309,12 @@ class DataClient:
         if entry.get("status", 0) != 0:
             raise MinicloudError(f"{cloud_path}: {entry.get('errMsg') or 'not found'} in {self.app}/{self.env}")
         context = ssl.create_default_context(cafile=self.sdk_ca)
-        response = httpx.get(entry["tempFileURL"], verify=context, timeout=60)
+        url, options = httpx.URL(entry["tempFileURL"]), {}
+        if self.address is not None:  # the same address as the API's, by the URL's name
+            options = {"headers": {"Host": url.netloc.decode()}, "extensions": {"sni_hostname": url.host}}
+            url = url.copy_with(host=self.address)
+        with httpx.Client(verify=context, timeout=60) as http:
+            response = http.get(url, **options)
         if response.status_code != 200:
             raise MinicloudError(f"{cloud_path}: the data API answered {response.status_code}")
         return response.content

@@ -54,6 +54,20 @@ def require_manager(client: docker.DockerClient) -> None:
                          hint=f"make this engine a swarm manager: {INIT_COMMAND}")
 
 
+def gateway_address(client: docker.DockerClient) -> str:
+    """Where this machine reaches a swarm env's gateway (published on the manager): the host of a tcp:// or
+    ssh:// engine URL (the name the user gave the manager), else the manager's node address (a local
+    socket: this machine is the manager, or reaches it as a lab does)."""
+    from urllib.parse import urlsplit
+
+    from .engine import engine_url
+
+    host = urlsplit(engine_url()).hostname
+    if host and not engine_url().startswith(("unix:", "npipe:")):
+        return host
+    return _swarm_info(client).get("NodeAddr") or "127.0.0.1"
+
+
 def _address(attrs: dict) -> str:
     addr = (attrs.get("Status") or {}).get("Addr") or ""
     manager = (attrs.get("ManagerStatus") or {}).get("Addr") or ""

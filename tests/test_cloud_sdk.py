@@ -872,6 +872,9 @@ def test_python_raises_cloud_error_with_the_server_code(recorder):
 # ---- TLS with a local CA ---------------------------------------------------------------------------------
 
 
+NAMED_HOST = "api.swarm.test"  # in the test certificate; resolves nowhere (.test is reserved)
+
+
 def _local_ca(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -905,7 +908,8 @@ def _local_ca(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                         x509.DNSName(NAMED_HOST)]), critical=False
         )
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -967,3 +971,27 @@ def test_js_in_node_trusts_the_local_ca_through_node_extra_ca_certs(tls_recorder
     }
     refused = node("env", {}, {**env, "NODE_EXTRA_CA_CERTS": os.devnull})
     assert refused["result"]["error"]["code"] == "network_error"
+
+
+def test_python_asks_another_address_by_the_urls_name(tls_recorder):
+    """`address`: the connection goes there, while TLS checks the URL's name and Host carries it (a swarm
+    env's gateway, on its manager, under a name that resolves to this machine)."""
+    rec, ca_pem = tls_recorder
+    port = urlsplit(rec.url).port
+    named = rec.url.replace("127.0.0.1", NAMED_HOST)
+
+    def count(url: str, **kw) -> int:
+        return mc.Cloud(url=url, key=rec.key, secret=rec.secret, ca=str(ca_pem), **kw).database() \
+            .collection("orders").count()
+
+    with pytest.raises(mc.CloudError) as unresolved:
+        count(named)
+    assert unresolved.value.code == "network_error"
+    assert count(named, address="127.0.0.1") == len(rec.docs)
+    assert count(named, address=f"127.0.0.1:{port}") == len(rec.docs)
+    assert rec.requests[-1].headers["Host"] == f"{NAMED_HOST}:{port}" and rec.requests[-1].verdict == "ok"
+    with pytest.raises(mc.CloudError) as wrong_name:  # the certificate is still checked against the URL's name
+        count(named.replace(NAMED_HOST, "other.swarm.test"), address="127.0.0.1")
+    assert wrong_name.value.code == "network_error" and "certificate" in wrong_name.value.message.lower()
+    with pytest.raises(mc.CloudError, match="HOST or HOST:PORT"):
+        count(named, address="127.0.0.1:https")

@@ -158,6 +158,14 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
             assert client.get(url + "/db", **by_name(host_name)).text == "db MariaDB"
             assert client.get(url + "/sandbox", **by_name(host_name)).text == "sandbox 200 key true"
             assert [client.get(url + "/data", **by_name(host_name)).text for _ in range(2)] == ["data 1", "data 2"]
+        # the CLI's data and files verbs from this machine, where the env's host name is not the manager's
+        listed = json.loads(cli("data", "prod", "collections", "--json").stdout)["collections"]
+        assert {c["name"]: c["count"] for c in listed}["orders"] == 2
+        picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256))  # not text: no content check needs granting
+        (ws / "pic.png").write_bytes(picture)
+        cli("files", "prod", "put", str(ws / "pic.png"), "pics/pic.png")
+        cli("files", "prod", "get", "pics/pic.png", "--out", str(ws / "back.png"))
+        assert (ws / "back.png").read_bytes() == picture
 
         cli("db", "prod", "-e", "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20)); "
                                 "INSERT INTO orders VALUES (1, 'kept')")

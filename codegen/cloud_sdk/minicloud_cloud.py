@@ -18,11 +18,14 @@ answers raises `CloudError(code, message, status)` with the server's code and me
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import secrets
+import socket
 import ssl
 import time
 import urllib.error
@@ -223,10 +226,46 @@ def _ssl_context(ca: str | None) -> ssl.SSLContext:
     return ctx
 
 
+class _AddressedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to another address than the URL's host, whose name TLS still checks and Host still carries."""
+
+    def __init__(self, *args: Any, address: tuple[str, int | None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address = (address[0], address[1] or self.port)
+
+    def connect(self) -> None:
+        sock = socket.create_connection(self._address, self.timeout, self.source_address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _AddressedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context: ssl.SSLContext | None, address: tuple[str, int | None]) -> None:
+        super().__init__(context=context)
+        self._address = address
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_AddressedHTTPSConnection, address=self._address), req,
+                            context=self._context)
+
+
+def _address(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):  # [IPv6] or [IPv6]:PORT
+        host, _, port = text[1:].partition("]")
+        port = port[1:] if port.startswith(":") else port
+    else:
+        host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    if not host or (port and not port.isdigit()):
+        raise CloudError("invalid_config", f"address must be HOST or HOST:PORT, not {text!r}")
+    return host, int(port) if port else None
+
+
 class Cloud:
     """A data API client. Without arguments it acts with the server credential of the environment
     (MINICLOUD_DATA_URL, MINICLOUD_DATA_KEY, MINICLOUD_DATA_SECRET); `session_from_code` switches it to a
-    user's session. `get_auth_code()` -> code, when given, renews an expired session once per request."""
+    user's session. `get_auth_code()` -> code, when given, renews an expired session once per request.
+    `address` (HOST or HOST:PORT): connect there instead of the URL's host, which TLS still checks and Host
+    still names, as `curl --connect-to` does (a gateway whose name this machine does not resolve)."""
 
     def __init__(
         self,
@@ -239,6 +278,7 @@ class Cloud:
         get_auth_code: Callable[[], str] | None = None,
         on_behalf_of: str | None = None,
         timeout: float = 30.0,
+        address: str | None = None,
     ):
         url = url or os.environ.get("MINICLOUD_DATA_URL")
         if not url:
@@ -258,6 +298,11 @@ class Cloud:
         self.on_behalf_of = on_behalf_of
         self.timeout = timeout
         self._ssl = _ssl_context(ca) if self._origin.startswith("https:") else None
+        self._opener = None
+        if address:
+            if self._ssl is None:
+                raise CloudError("invalid_config", "address is for an https:// url")
+            self._opener = urllib.request.build_opener(_AddressedHTTPSHandler(self._ssl, _address(address)))
 
     # -- identity
 
@@ -306,7 +351,9 @@ class Cloud:
             headers.update(signature_headers(method, path, body or b"", secret))
         req = urllib.request.Request(self._origin + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as res:
+            opened = (self._opener.open(req, timeout=self.timeout) if self._opener is not None
+                      else urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl))
+            with opened as res:
                 status, raw = res.status, res.read()
         except urllib.error.HTTPError as e:
             status, raw = e.code, e.read()
