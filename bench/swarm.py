@@ -77,29 +77,28 @@ class Loops:
         return sum(len(loop.statuses) for loop in self.loops) + len(self.long.results)
 
 
+def write_app(ws: Path, name: str, registry: str, version: str = "v1", replicas: int = 3) -> None:
+    """The measured app (MANIFEST, SERVER) in `ws`, answering `version`."""
+    ws.mkdir(parents=True, exist_ok=True)
+    (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, registry=registry)
+                                       .replace("replicas = 3", f"replicas = {replicas}"))
+    (ws / "server.js").write_text(SERVER)
+    (ws / "version.txt").write_text(f"{version}\n")
+
+
 def measure_swarm(root: Path, quick: bool, out: dict[str, Any], log) -> None:
-    from deploy_bridge import engine, registry
+    from deploy_bridge import engine
     from deploy_bridge.cloud import Cloud
-    from deploy_bridge.swarm_env import SwarmEnv
     from tests.swarm_lab import swarm_lab
 
     host = engine.client()
     with swarm_lab(workers=2, host=host) as lab:
-        settings = registry.RegistrySettings(name=f"{lab.name}-registry", port=lab.registry_port,
-                                             bind=("127.0.0.1", lab.bridge_address), labels=lab.labels)
-        lab.containers.append(settings.name)
-        lab.volumes.append(settings.volume_name)
-        registry.ensure_registry(host, settings)
+        lab.start_registry()
         ws = root / "swarmbench"
-        ws.mkdir(parents=True, exist_ok=True)
         name = f"sb{lab.name[-5:]}"
-        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, registry=lab.registry_address))
-        (ws / "server.js").write_text(SERVER)
-        (ws / "version.txt").write_text("v0\n")
+        write_app(ws, name, lab.registry_address, version="v0")
         cloud = Cloud(ws)
-        env = SwarmEnv(lab.manager, cloud.settings, cloud.manifest, "prod", builder=host)
-        lab.services.extend([env.service_name, env.gateway().service_name])
-        lab.networks.append(env.network_name)
+        env = lab.swarm_env(cloud)
         log("swarm: the first deploy (the runtime's layers go to the registry and to every node)")
         release, _ = env.deploy({})
         releases = [release]

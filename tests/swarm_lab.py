@@ -288,6 +288,27 @@ class SwarmLab:
     def root(self) -> Path:
         return STATE_ROOT / self.name
 
+    def start_registry(self) -> str:
+        """The registry on the host engine, published on 127.0.0.1 and the lab's bridge (every lab engine
+        trusts it); removed with the lab. Returns its address as the nodes name it."""
+        from deploy_bridge import registry
+
+        settings = registry.RegistrySettings(name=f"{self.name}-registry", port=self.registry_port,
+                                             bind=("127.0.0.1", self.bridge_address), labels=self.labels)
+        self.containers.append(settings.name)
+        self.volumes.append(settings.volume_name)
+        return registry.ensure_registry(self.host, settings)
+
+    def swarm_env(self, cloud, env: str = "prod"):
+        """The SwarmEnv of `cloud`'s `env` on the lab's manager, built on the host engine; its services and
+        network removed with the lab."""
+        from deploy_bridge.swarm_env import SwarmEnv
+
+        made = SwarmEnv(self.manager, cloud.settings, cloud.manifest, env, builder=self.host)
+        self.services.extend([made.service_name, made.gateway().service_name])
+        self.networks.append(made.network_name)
+        return made
+
     def forward_loopback(self, port: int, target: str | None = None) -> None:
         """Make 127.0.0.1:PORT inside every lab engine's namespace reach TARGET:PORT (default: the host)."""
         target = target or self.bridge_address

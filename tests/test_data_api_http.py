@@ -39,7 +39,7 @@ class EchoApi:
 def server() -> Iterator[tuple[int, EchoApi]]:
     api = EchoApi()
     running = data_api.serve(api, "127.0.0.1", 0)  # type: ignore[arg-type]
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield running.server_address[1], api

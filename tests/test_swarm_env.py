@@ -20,10 +20,8 @@ import httpx
 import pytest
 
 from bench.load import LongRequests, RequestLoop, by_name, trusting
-from bench.swarm import MANIFEST, SERVER
-from deploy_bridge import registry
+from bench.swarm import write_app
 from deploy_bridge.errors import ReleaseUnhealthy
-from deploy_bridge.swarm_env import SwarmEnv
 from tests.swarm_lab import swarm_lab
 
 pytestmark = pytest.mark.docker
@@ -46,22 +44,12 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
     host = docker_engine
     host_swarm = host.info()["Swarm"].get("LocalNodeState")
     with swarm_lab(workers=2, host=host) as lab:
-        ws = tmp_path / "swarmapp"
-        ws.mkdir()
-        name = f"sw{lab.name[-5:]}"
-        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, registry=lab.registry_address))
-        (ws / "server.js").write_text(SERVER)
-        (ws / "version.txt").write_text("v1\n")
-        settings = registry.RegistrySettings(name=f"{lab.name}-registry", port=lab.registry_port,
-                                             bind=("127.0.0.1", lab.bridge_address), labels=lab.labels)
-        lab.containers.append(settings.name)
-        lab.volumes.append(settings.volume_name)
-        registry.ensure_registry(host, settings)
+        ws, name = tmp_path / "swarmapp", f"sw{lab.name[-5:]}"
+        write_app(ws, name, lab.registry_address)
+        lab.start_registry()
 
         cloud = Cloud(ws)
-        env = SwarmEnv(lab.manager, cloud.settings, cloud.manifest, "prod", builder=host)
-        lab.services.extend([env.service_name, env.gateway().service_name])
-        lab.networks.append(env.network_name)
+        env = lab.swarm_env(cloud)
         first, image = env.deploy({"MINICLOUD_ENV": "prod"})
         lab.images.extend([image, cloud.settings.app_image(name, "prod", first)])
         assert image == f"{lab.registry_address}/{cloud.settings.app_image(name, 'prod', first)}"

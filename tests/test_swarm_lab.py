@@ -207,9 +207,8 @@ def test_a_single_node_swarm_serves_an_env_and_an_engine_in_no_swarm_is_refused_
     one node, pulled from the registry) and its gateway answers. The other engine is in no swarm: refused
     with the command that makes one, made one by that command, and left as it was found."""
     from bench.load import by_name, trusting
-    from bench.swarm import MANIFEST, SERVER
+    from bench.swarm import write_app
     from deploy_bridge.cloud import Cloud
-    from deploy_bridge.swarm_env import SwarmEnv
 
     with swarm_lab(workers=1, join=False, host=docker_engine) as lab:
         engine = lab.worker_clients[0]
@@ -224,22 +223,11 @@ def test_a_single_node_swarm_serves_an_env_and_an_engine_in_no_swarm_is_refused_
         swarm.require_manager(lab.manager)
         assert [n["id"] for n in swarm.node_table(lab.manager)] == [lab.manager_node_id]
 
-        ws = tmp_path / "single"
-        ws.mkdir()
-        name = f"one{lab.name[-5:]}"
-        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, registry=lab.registry_address)
-                                           .replace("replicas = 3", "replicas = 2"))
-        (ws / "server.js").write_text(SERVER)
-        (ws / "version.txt").write_text("v1\n")
-        settings = registry.RegistrySettings(name=f"{lab.name}-registry", port=lab.registry_port,
-                                             bind=("127.0.0.1", lab.bridge_address), labels=lab.labels)
-        lab.containers.append(settings.name)
-        lab.volumes.append(settings.volume_name)
-        registry.ensure_registry(docker_engine, settings)
+        ws, name = tmp_path / "single", f"one{lab.name[-5:]}"
+        write_app(ws, name, lab.registry_address, replicas=2)
+        lab.start_registry()
         cloud = Cloud(ws)
-        env = SwarmEnv(lab.manager, cloud.settings, cloud.manifest, "prod", builder=docker_engine)
-        lab.services.extend([env.service_name, env.gateway().service_name])
-        lab.networks.append(env.network_name)
+        env = lab.swarm_env(cloud)
         release, image = env.deploy({"MINICLOUD_ENV": "prod"})
         lab.images.extend([image, cloud.settings.app_image(name, "prod", release)])
         tasks = env.tasks()
