@@ -211,11 +211,9 @@ class DataClient:
         self.sdk_ca = workspace.ca_path()
         # a swarm env's gateway is on its manager: asked there by the env's host name (which resolves here
         # to this machine); None on one machine
-        self.address: str | None = None
-        if workspace.manifest.env(env).engine == "swarm":
-            from . import engine, swarm
+        from .swarm import env_gateway_address
 
-            self.address = swarm.gateway_address(engine.client())
+        self.address = env_gateway_address(workspace, env)
         self.sdk = SdkCloud(self.url, made.server_key, made.server_secret, ca=self.sdk_ca, address=self.address)
 
     def call(self, method: str, rel: str, body=None):

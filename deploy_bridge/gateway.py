@@ -33,6 +33,7 @@ from .polling import poll_until
 from .progress import NullProgress, Progress
 
 CONTAINER_CONF = "/etc/minicloud"
+METRICS_LOG_CONF = "metrics-log.conf"  # included by proxied.conf where a collector reads the log
 ADMIN = "http://127.0.0.1:8080/_minicloud"
 DEFAULT_CERT_NAME = "minicloud.localhost"  # what a client of an unknown host is shown
 FUNCTIONS_PATH = "/fn"  # HOST/fn in routes.tsv: where the env's functions scheduler takes /fn/ requests
@@ -122,6 +123,9 @@ class Edge:
         if not self.generation_file.is_file():
             self._write_generation("initial")
         self.routes_file.touch(exist_ok=True)
+        # the JSON access log the instance's collector tails (proxied.conf includes it)
+        self._write_if_changed(self.folder / METRICS_LOG_CONF,
+                               "access_log /var/log/minicloud/access.log minicloud_json buffer=64k flush=1s;\n")
         self._migrate_route_files()
         cert, key = ca.issue(self.ca, DEFAULT_CERT_NAME, self.certs)
         self._write_if_changed(self.folder / "default.conf", (

@@ -68,6 +68,17 @@ def gateway_address(client: docker.DockerClient) -> str:
     return _swarm_info(client).get("NodeAddr") or "127.0.0.1"
 
 
+def env_gateway_address(workspace, env: str) -> str | None:
+    """Where this machine connects for `env`'s gateway: None for an env on this machine (its URL's own
+    `*.localhost` name resolves here), the manager's address for a swarm env, asked there by the env's host
+    name (as `curl --connect-to`). The CLI's data, files and sandbox verbs use it."""
+    if workspace.manifest.env(env).engine != "swarm":
+        return None
+    from .engine import client
+
+    return gateway_address(client())
+
+
 def _address(attrs: dict) -> str:
     addr = (attrs.get("Status") or {}).get("Addr") or ""
     manager = (attrs.get("ManagerStatus") or {}).get("Addr") or ""

@@ -2,7 +2,9 @@
 one worker, tests/swarm_lab.py): minicloud's own registry as a service on the manager (the env names no
 registry), MariaDB as a service pinned to the manager with its volume, the app reaching it by `db` on the
 overlay, the sandbox open platform as a service the app reaches by its URL (the CA and the app's key given as
-Swarm files), the data API (PostgreSQL and its server as services) that the app calls with the client SDK, `minicloud db` and the editor's tables (the language server's engine reader) on it, and the data kept across `env destroy` unless
+Swarm files), the data API (PostgreSQL and its server as services) that the app calls with the client SDK,
+`minicloud db` and the editor's tables (the language server's engine reader) on it, a member's login through
+the sandbox, the editor's cloud commands and log panel, and the data kept across `env destroy` unless
 `--with-data`.
 """
 
@@ -21,6 +23,7 @@ import httpx
 import pytest
 
 from bench.load import by_name, trusting
+from bench.lsp import TimedClient
 from tests.swarm_lab import swarm_lab
 
 pytestmark = pytest.mark.docker
@@ -77,6 +80,7 @@ require('http').createServer((q, s) => {
     c.on('error', e => { s.writeHead(502); s.end('db ' + e.message); });
     return;
   }
+  if (q.url.startsWith('/say?')) { console.log('said ' + q.url.slice(5)); s.end('said'); return; }
   s.end('up');
 }).listen(3000);
 """
@@ -105,7 +109,10 @@ def engine_view(ws, environ: dict[str, str], timeout: float = 60) -> dict:
 
 def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_data(docker_engine, tmp_path,
                                                                                     monkeypatch):
+    from codegen.abilities import grant
+    from codegen.cloud_sdk.minicloud_cloud import Cloud as SdkCloud
     from deploy_bridge.cloud import Cloud
+    from deploy_bridge.data import API_PREFIX
 
     host = docker_engine
     with swarm_lab(workers=1, host=host) as lab:
@@ -125,6 +132,7 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
             return run
 
         cli("codegen", "cloud-sdk", "--lang", "js", "--out", str(ws / "minicloud-cloud.js"))
+        grant(ws, "prod", ["小程序授权"])  # the members' login (alipay.system.oauth.token) is a signed capability
         refused = cli("deploy", "prod", check=False)
         assert refused.returncode != 0 and "not built" in refused.stderr and "env build prod" in refused.stderr
 
@@ -166,6 +174,41 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         cli("files", "prod", "put", str(ws / "pic.png"), "pics/pic.png")
         cli("files", "prod", "get", "pics/pic.png", "--out", str(ws / "back.png"))
         assert (ws / "back.png").read_bytes() == picture
+        # a member's login: the sandbox (behind the manager's gateway) issues the code, the data API trades it
+        member = "2088102150477652"
+        code = json.loads(cli("sandbox", "login", "prod", "--user", member, "--json").stdout)["auth_code"]
+        user = SdkCloud(built["url"] + API_PREFIX, ca=cloud.ca_path(), address=lab.manager_address,
+                        get_auth_code=lambda: code)
+        assert user.session_from_code(code)["uid"] == member and user.uid == member
+
+        # the editor on the swarm env: its cloud commands, and its log panel showing a line a task wrote
+        editor = TimedClient([sys.executable, "-m", "lsp_server"], ws, env=environ)
+        try:
+            def command(name: str, **argument: str):
+                return editor.request("workspace/executeCommand", {"command": name, "arguments": [argument]},
+                                      timeout=120)
+
+            seen = command("minicloud.status", env="prod")
+            assert seen["state"] == "running" and seen["release"] == built["release"], seen
+            current = [r["id"] for r in command("minicloud.releases", env="prod")["releases"] if r["current"]]
+            assert current == [built["release"]]
+            stream = command("minicloud.logs.tail", env="prod", role="app", since="1s")
+            word, heard = f"w{time.monotonic_ns()}", []
+            deadline = time.monotonic() + 60
+            with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+                while not any(f"said {word}" in line for line in heard):
+                    assert time.monotonic() < deadline, f"the log panel never showed said {word}: {heard[-5:]}"
+                    client.get(f"{url}/say?{word}", **by_name(host_name))
+                    editor.wait(0.5)
+                    heard += [line for line, _ in editor.take_logs()]
+            assert command("minicloud.logs.stop", stream=stream["stream"])["stopped"] is True
+        finally:
+            editor.close()
+        # no metrics collector on a swarm yet: its gateway keeps no JSON access log that would grow unread
+        gateway_task = lab.manager.containers.list(filters={"label": "com.docker.swarm.service.name="
+                                                                     + s.container(name, "prod", "gateway")})[0]
+        kept = gateway_task.exec_run(["ls", "-A", "/var/log/minicloud"])
+        assert kept.exit_code == 0 and kept.output.decode().split() == [], kept.output
 
         cli("db", "prod", "-e", "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20)); "
                                 "INSERT INTO orders VALUES (1, 'kept')")

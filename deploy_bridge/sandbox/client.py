@@ -25,10 +25,21 @@ def sandbox_info(cloud, env: str) -> dict[str, Any]:
 
 
 def _call(cloud, env: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    from ..swarm import env_gateway_address
+
     url = cloud.sandbox_url(env) + path
+    request: dict[str, Any] = {}
+    if (address := env_gateway_address(cloud, env)) is not None:
+        # a swarm env's sandbox is behind its manager's gateway: connect there, while TLS checks and Host
+        # carries the sandbox's own name
+        parts = httpx.URL(url)
+        request = {"headers": {"Host": parts.netloc.decode("ascii")},
+                   "extensions": {"sni_hostname": parts.host}}
+        url = str(parts.copy_with(host=address))
     try:
         with httpx.Client(verify=ssl.create_default_context(cafile=cloud.ca_path()), timeout=10) as client:
-            response = client.post(url, json=payload) if payload is not None else client.get(url)
+            response = (client.post(url, json=payload, **request) if payload is not None
+                        else client.get(url, **request))
     except httpx.HTTPError as err:
         raise MinicloudError(f"the sandbox of {cloud.app}/{env} does not answer at {url}: {err}",
                              hint=f"minicloud status {env}") from None
