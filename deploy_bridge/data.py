@@ -307,10 +307,9 @@ class DataClient:
         if entry.get("status", 0) != 0:
             raise MinicloudError(f"{cloud_path}: {entry.get('errMsg') or 'not found'} in {self.app}/{self.env}")
         context = ssl.create_default_context(cafile=self.sdk_ca)
-        url, options = httpx.URL(entry["tempFileURL"]), {}
-        if self.address is not None:  # the same address as the API's, by the URL's name
-            options = {"headers": {"Host": url.netloc.decode()}, "extensions": {"sni_hostname": url.host}}
-            url = url.copy_with(host=self.address)
+        from .swarm import connect_to
+
+        url, options = connect_to(entry["tempFileURL"], self.address)  # the same address as the API's
         with httpx.Client(verify=context, timeout=60) as http:
             response = http.get(url, **options)
         if response.status_code != 200:

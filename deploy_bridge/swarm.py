@@ -79,6 +79,18 @@ def env_gateway_address(workspace, env: str) -> str | None:
     return gateway_address(client())
 
 
+def connect_to(url: str, address: str | None) -> tuple[str, dict]:
+    """(url, httpx request options) that reach `url` at `address` instead of its host, while TLS checks and
+    Host carries the URL's own name (as `curl --connect-to`); `url` as it is when `address` is None."""
+    if address is None:
+        return url, {}
+    import httpx
+
+    parts = httpx.URL(url)
+    options = {"headers": {"Host": parts.netloc.decode("ascii")}, "extensions": {"sni_hostname": parts.host}}
+    return str(parts.copy_with(host=address)), options
+
+
 def _address(attrs: dict) -> str:
     addr = (attrs.get("Status") or {}).get("Addr") or ""
     manager = (attrs.get("ManagerStatus") or {}).get("Addr") or ""

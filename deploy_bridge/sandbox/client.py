@@ -25,17 +25,10 @@ def sandbox_info(cloud, env: str) -> dict[str, Any]:
 
 
 def _call(cloud, env: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    from ..swarm import env_gateway_address
+    from ..swarm import connect_to, env_gateway_address
 
-    url = cloud.sandbox_url(env) + path
-    request: dict[str, Any] = {}
-    if (address := env_gateway_address(cloud, env)) is not None:
-        # a swarm env's sandbox is behind its manager's gateway: connect there, while TLS checks and Host
-        # carries the sandbox's own name
-        parts = httpx.URL(url)
-        request = {"headers": {"Host": parts.netloc.decode("ascii")},
-                   "extensions": {"sni_hostname": parts.host}}
-        url = str(parts.copy_with(host=address))
+    # a swarm env's sandbox is behind its manager's gateway: connect there, by the sandbox's own name
+    url, request = connect_to(cloud.sandbox_url(env) + path, env_gateway_address(cloud, env))
     try:
         with httpx.Client(verify=ssl.create_default_context(cafile=cloud.ca_path()), timeout=10) as client:
             response = (client.post(url, json=payload, **request) if payload is not None
