@@ -108,7 +108,11 @@ def side_by_side(target: AppTarget, since: float) -> dict[str, Any]:
 def judge(target: AppTarget, since: float) -> Verdict:
     """Promote or abort, by the canary's error rate and p95 against the baseline's since `since`."""
     view = side_by_side(target, since)
-    base, can = view["baseline"], view["canary"]
+    return verdict(view["baseline"], view["canary"])
+
+
+def verdict(base: dict[str, Any], can: dict[str, Any]) -> Verdict:
+    """Promote or abort, by two sides' {"requests", "error_rate" (%), "p95_ms"}: the rules of the module's doc."""
     if not can["requests"]:
         return Verdict(False, "the canary got no request in the window", can, base)
     base_errors, can_errors = base["error_rate"] or 0.0, can["error_rate"] or 0.0
@@ -124,10 +128,16 @@ def judge(target: AppTarget, since: float) -> Verdict:
 
 def wait_and_judge(target: AppTarget, started: float, seconds: float, progress: Progress) -> Verdict:
     """Let the canary take traffic for `seconds`, then judge it (the collector's buckets are 10 s)."""
+    wait_window(started, seconds, progress)
+    time.sleep(1.5)  # the collector has written the last bucket
+    return judge(target, started)
+
+
+def wait_window(started: float, seconds: float, progress: Progress) -> None:
+    """The judging window the user chose: until `started + seconds` (a UNIX time), saying what is left;
+    a cancel ends it early (MinicloudError)."""
     end = started + seconds
     while time.time() < end:
         progress.check_cancelled()
         progress.report(f"judging the canary: {int(end - time.time())} s left")
         time.sleep(min(5.0, max(0.0, end - time.time())))
-    time.sleep(1.5)  # the collector has written the last bucket
-    return judge(target, started)

@@ -45,8 +45,8 @@ from .status import container_status, derive_state, fill_stats, role_of, sort_co
 from .swarm_env import SwarmEnv
 from .workspace import Workspace
 
-SWARM_VERBS = ("env build, deploy, status, scale, stop, start, restart, logs, releases, rollback, db and "
-               "env destroy")
+SWARM_VERBS = ("env build, deploy (--canary too), canary, promote, status, scale, stop, start, restart, logs, "
+               "releases, rollback, db and env destroy")
 
 
 class Cloud(Workspace):
@@ -246,23 +246,33 @@ class Cloud(Workspace):
         """Build and switch to a new release; with `canary`, send that percent of the users to it instead
         (and with `judge_seconds`, promote or abort it by its metrics after that long). The manifest's
         `[deploy] canary` makes every deploy a judged canary, unless `all_at_once` or nothing serves yet."""
-        if (on_swarm := self._swarm(env)) is not None:
-            if canary is not None:
-                raise BadInput("--canary is not on swarm envs yet: a swarm deploy is a rolling update")
-            return self._swarm_deploy(env, on_swarm, progress or NullProgress())
-        self._check_local(env)
         progress = progress or NullProgress()
+        if (on_swarm := self._swarm(env)) is not None:
+            self._check_swarm_parts(env)  # before the engine is asked anything
+            serving = on_swarm.is_built() and any(t.state == "running" for t in on_swarm.tasks())
+            canary, judge_seconds = self._configured_canary(canary, judge_seconds, all_at_once, serving, progress)
+            if canary is not None:
+                return self._swarm_canary_deploy(env, on_swarm, canary, judge_seconds, progress)
+            return self._swarm_deploy(env, on_swarm, progress)
+        self._check_local(env)
         started = time.monotonic()
         self._network(env)  # fails clearly when the env is not built
-        configured = self.manifest.canary
-        if canary is None and configured is not None and not all_at_once and self.manifest.has_server \
-                and self._target(env, None).serving() is not None:
-            canary, judge_seconds = configured.percent, judge_seconds or configured.judge_seconds
-            progress.report(f"[deploy] canary: {canary}% of the users, judged over {judge_seconds:.0f} s", 1)
+        canary, judge_seconds = self._configured_canary(canary, judge_seconds, all_at_once,
+                                                        self._target(env, None).serving() is not None, progress)
         if canary is not None:
             return self._deploy_canary(env, canary, judge_seconds, progress, started)
         with self.lock(env).hold("deploy"):
             return self._deploy_locked(env, progress, started)
+
+    def _configured_canary(self, canary: int | None, judge_seconds: float | None, all_at_once: bool,
+                           serving: bool, progress: Progress) -> tuple[int | None, float | None]:
+        """The manifest's `[deploy] canary` makes a deploy a judged canary, unless told `all_at_once` or
+        nothing serves yet (the first deploy); a --canary given wins."""
+        configured = self.manifest.canary
+        if canary is None and configured is not None and not all_at_once and self.manifest.has_server and serving:
+            canary, judge_seconds = configured.percent, judge_seconds or configured.judge_seconds
+            progress.report(f"[deploy] canary: {canary}% of the users, judged over {judge_seconds:.0f} s", 1)
+        return canary, judge_seconds
 
     # ----------------------------------------------------------------- swarm envs
     def _swarm_build(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
@@ -289,21 +299,57 @@ class Cloud(Workspace):
                                 "for this app")
 
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
-        self._check_swarm_parts(env)
         started = time.monotonic()
         with self.lock(env).hold("deploy"):
-            if not on_swarm.is_built():
-                raise NotBuilt(f"environment {env} of {self.app} is not built on this swarm",
-                               hint=f"minicloud env build {env}")
-            previous = next((t.release for t in on_swarm.tasks() if t.state == "running"), None)
-            keys = self._sandbox_keys(env, create=False) if self.manifest.env(env).sandbox else None
-            if keys is not None:  # the granted packages of now
-                on_swarm.ensure_sandbox(keys, self.workspace / "abilities", progress)
-            if self.manifest.data is not None:  # the collections' rules of now
-                on_swarm.ensure_data(keys, progress)
+            previous = self._swarm_prepare(env, on_swarm, progress)
+            on_swarm.canary().refuse_if_running()
             release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress,
                                          files=self._swarm_files(env))
         return self._swarm_result(env, release, previous, started)
+
+    def _swarm_prepare(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> str | None:
+        """What every swarm deploy does first: a built env; the sandbox's packages and the data API's rules
+        of now. The release serving before."""
+        self._check_swarm_parts(env)
+        if not on_swarm.is_built():
+            raise NotBuilt(f"environment {env} of {self.app} is not built on this swarm",
+                           hint=f"minicloud env build {env}")
+        previous = next((t.release for t in on_swarm.tasks() if t.state == "running"), None)
+        keys = self._sandbox_keys(env, create=False) if self.manifest.env(env).sandbox else None
+        if keys is not None:  # the granted packages of now
+            on_swarm.ensure_sandbox(keys, self.workspace / "abilities", progress)
+        if self.manifest.data is not None:  # the collections' rules of now
+            on_swarm.ensure_data(keys, progress)
+        return previous
+
+    def _swarm_canary_deploy(self, env: str, on_swarm: SwarmEnv, percent: int, judge_seconds: float | None,
+                             progress: Progress) -> DeployResult:
+        """A grey release on a swarm env (swarm_canary.py); judged by the gateway's counts of each side."""
+        if not self.manifest.has_server:
+            raise BadInput("--canary splits the users of a server: this workspace has functions only")
+        started = time.monotonic()
+        grey = on_swarm.canary()
+        with self.lock(env).hold("canary deploy"):
+            previous = self._swarm_prepare(env, on_swarm, progress)
+            release = grey.start(percent, variables.as_environment(self._variables(env, None)),
+                                 self._swarm_files(env), progress)
+            since = time.time()
+        result = self._swarm_result(env, release, previous, started)
+        result.canary = {"percent": percent, "state": "running"}
+        if judge_seconds is None:
+            progress.report(f"{release} takes {percent}% of the users (minicloud promote {env} or "
+                            f"minicloud rollback {env})", 100)
+            return result
+        verdict = grey.judge(judge_seconds, since, progress)
+        with self.lock(env).hold("canary judge"):
+            if verdict.promote:
+                grey.promote(variables.as_environment(self._variables(env, None)), self._swarm_files(env), progress)
+            else:
+                grey.abort(progress)
+        result.canary = {"percent": percent, "state": "promoted" if verdict.promote else "aborted",
+                         "reason": verdict.reason, "canary": verdict.canary, "baseline": verdict.baseline}
+        progress.report(f"canary {release} {result.canary['state']}: {verdict.reason}", 100)
+        return result
 
     def scale(self, env: str, replicas: int, progress: Progress | None = None) -> EnvStatus:
         """A swarm env's app tasks: `replicas` of them (0 stops the app)."""
@@ -331,8 +377,9 @@ class Cloud(Workspace):
         else:
             state = "running" if len(running) == service["replicas"] == len(tasks) else "degraded"
         release = next((t.release for t in running), None)
+        grey = on_swarm.tasks_of(on_swarm.canary().service())
         return EnvStatus(env, self.app, state, release, self.url(env),
-                         tasks=[t.as_dict() for t in tasks])
+                         tasks=[t.as_dict() for t in [*tasks, *grey]])
 
     # ----------------------------------------------------------------- grey releases
     def _deploy_canary(self, env: str, percent: int, judge_seconds: float | None, progress: Progress,
@@ -365,6 +412,8 @@ class Cloud(Workspace):
 
     def canary_status(self, env: str) -> dict:
         """The serving release and the canary side by side: requests, error rate, p95 since it started."""
+        if (on_swarm := self._swarm(env)) is not None:
+            return on_swarm.canary().side_by_side()
         self._check_local(env)
         self._network(env)
         target = self._target(env, None)
@@ -386,6 +435,13 @@ class Cloud(Workspace):
 
     def promote(self, env: str, progress: Progress | None = None) -> DeployResult:
         """Move every user to the canary, the zero-failure way."""
+        if (on_swarm := self._swarm(env)) is not None:
+            started = time.monotonic()
+            with self.lock(env).hold("promote"):
+                previous = (on_swarm.service_spec() or {}).get("release")
+                release = on_swarm.canary().promote(variables.as_environment(self._variables(env, None)),
+                                                    self._swarm_files(env), progress or NullProgress())
+            return self._swarm_result(env, release, previous, started)
         progress, started = self._begin(env, progress)
         with self.lock(env).hold("promote"):
             previous = self._current_release(env)
@@ -445,8 +501,14 @@ class Cloud(Workspace):
     def rollback(self, env: str, to: str | None = None, progress: Progress | None = None) -> DeployResult:
         if (on_swarm := self._swarm(env)) is not None:
             started = time.monotonic()
+            progress = progress or NullProgress()
             with self.lock(env).hold("rollback"):
                 previous = (on_swarm.service_spec() or {}).get("release")
+                if to is None and on_swarm.canary().service() is not None:  # a canary runs: remove it
+                    removed = on_swarm.canary().abort(progress)
+                    progress.report(f"canary {removed} removed; {previous} serves every user", 100)
+                    return DeployResult(env, self.app, previous or "", removed, self.url(env),
+                                        round(time.monotonic() - started, 3))
                 release, _ = on_swarm.rollback(variables.as_environment(self._variables(env, None)), to, progress,
                                                files=self._swarm_files(env))
             return self._swarm_result(env, release, previous, started)

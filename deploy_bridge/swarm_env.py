@@ -21,7 +21,7 @@ Each verb is a few steps over the manager's API:
 
 The update is Swarm's own rolling update: parallelism 1, start-first (a new task is healthy before
 an old one stops), rollback on failure; the health check is the manifest's `health` path asked by curl
-inside the task; a stopping task is sent no SIGTERM and gets the app's drain time (see `_spec`). The env's
+inside the task; a stopping task is sent no SIGTERM and gets the app's drain time (see `app_spec`). The env's
 HTTPS gateway is a service too (swarm_gateway.py), routing the env's host to `tasks.SERVICE`. There is no IPVS on every kernel (not on
 this project's test machine), so the service uses endpoint mode `dnsrr`: `tasks.SERVICE` names each task.
 
@@ -50,6 +50,7 @@ from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder
 from .sandbox.platform import PORT as SANDBOX_PORT
+from .swarm_canary import SwarmCanary
 from .swarm_data import SwarmData
 from .swarm_db import SwarmDatabase
 from .swarm_files import SwarmFiles
@@ -70,6 +71,7 @@ class Task:
     desired: str
     release: str | None
     error: str
+    canary: bool = False  # a task of the env's grey release (swarm_canary.py), not of the app service
 
     @property
     def health(self) -> str:
@@ -78,7 +80,7 @@ class Task:
 
     def as_dict(self) -> dict:
         return {"id": self.id[:12], "slot": self.slot, "node": self.node, "state": self.state, "health": self.health,
-                "desired": self.desired, "release": self.release, "error": self.error}
+                "desired": self.desired, "release": self.release, "error": self.error, "canary": self.canary}
 
 
 class SwarmEnv:
@@ -188,13 +190,16 @@ class SwarmEnv:
         """The env's sandbox open platform, with these keys and granted packages."""
         self.sandbox().ensure(self.ensure_network(), keys, abilities, self.image_route(progress), progress)
 
+    def canary(self) -> SwarmCanary:
+        return SwarmCanary(self)
+
     def gateway(self) -> SwarmGateway:
         return SwarmGateway(self.manager, self.builder, self.settings, self.app, self.env)
 
     def roll_out(self, image: str, release: str, environment: dict[str, str], network, progress: Progress,
                  files: dict[str, tuple[bytes, bool]]) -> None:
         """Create the app service running `image`, or update it to it, and wait until it converged."""
-        spec = self._spec(image, release, environment, network, files)
+        spec = self.app_spec(image, release, environment, network, files)
         service = self._service()
         before = self._update_started(service)
         if service is None:
@@ -210,10 +215,13 @@ class SwarmEnv:
         """When the service's last update began: an update status from before ours is not ours."""
         return ((service.attrs.get("UpdateStatus") or {}).get("StartedAt")) if service is not None else None
 
-    def _spec(self, image: str, release: str, environment: dict[str, str], network,
-              files: dict[str, tuple[bytes, bool]]) -> dict:
+    def app_spec(self, image: str, release: str, environment: dict[str, str], network,
+              files: dict[str, tuple[bytes, bool]], name: str | None = None, replicas: int | None = None) -> dict:
+        """The app service's spec (or, by `name` and `replicas`, a canary's: the same app beside it)."""
         m = self.manifest
-        store = SwarmFiles(self.manager, self.service_name, self.labels("app"))
+        name = name or self.service_name
+        role = "app" if name == self.service_name else "canary"
+        store = SwarmFiles(self.manager, name, self.labels(role))
         configs = [store.config(path, data) for path, (data, secret) in sorted(files.items()) if not secret]
         secrets = [store.secret(path, data) for path, (data, secret) in sorted(files.items()) if secret]
         health = (f"curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:{m.port}{m.health} || exit 1")
@@ -222,23 +230,24 @@ class SwarmEnv:
         rollback = RollbackConfig(parallelism=1, delay=0, failure_action="pause", monitor=5 * SECOND,
                                   order="start-first")
         return {
-            "image": image, "name": self.service_name,
-            "labels": self.labels("app"), "container_labels": self.labels("app", release),
+            "image": image, "name": name,
+            # the tasks are the app's code either way (logs, metrics); the service says which it is
+            "labels": self.labels(role), "container_labels": self.labels("app", release),
             "env": [f"{k}={v}" for k, v in environment.items()],
             "networks": [network.id], "endpoint_spec": EndpointSpec(mode="dnsrr"),
             "configs": configs, "secrets": secrets,
-            "mode": ServiceMode("replicated", replicas=self._replicas_now()),
+            "mode": ServiceMode("replicated", replicas=self._replicas_now() if replicas is None else replicas),
             "constraints": list(self.config.placement), "init": True,
             "healthcheck": Healthcheck(test=["CMD-SHELL", health], interval=1 * SECOND, timeout=3 * SECOND,
                                        retries=3, start_period=m.health_timeout * SECOND),
             # A stopping task is out of `tasks.SERVICE` already; it gets no SIGTERM (a Node or Python app
             # without a handler would drop its requests in flight) but SIGCONT, which stops nothing, and is
             # killed after the drain time. Swarm's update does not wait for it: the next task goes on.
-            "stop_signal": "SIGCONT", "stop_grace_period": self._grace_seconds() * SECOND,
+            "stop_signal": "SIGCONT", "stop_grace_period": self.grace_seconds() * SECOND,
             "update_config": update, "rollback_config": rollback,
         }
 
-    def _grace_seconds(self) -> int:
+    def grace_seconds(self) -> int:
         m = self.manifest
         return max(m.drain_timeout, m.drain_seconds, 1)
 
@@ -308,7 +317,10 @@ class SwarmEnv:
 
     # ------------------------------------------------------------------ reading
     def tasks(self, all_tasks: bool = False) -> list[Task]:
-        service = self._service()
+        """The app service's tasks (running or wanted to, unless `all_tasks`), by slot."""
+        return self.tasks_of(self._service(), all_tasks)
+
+    def tasks_of(self, service, all_tasks: bool = False) -> list[Task]:
         if service is None:
             return []
         nodes = {n.id: (n.attrs.get("Description") or {}).get("Hostname", n.id[:12]) for n in self.manager.nodes.list()}
@@ -318,7 +330,7 @@ class SwarmEnv:
             status = t.get("Status") or {}
             out.append(Task(t["ID"], t.get("Slot"), nodes.get(t.get("NodeID", ""), "?"), status.get("State", "?"),
                             t.get("DesiredState", "?"), (spec.get("Labels") or {}).get(LABEL_RELEASE),
-                            status.get("Err", "")))
+                            status.get("Err", ""), canary=service.name != self.service_name))
         out.sort(key=lambda t: (t.slot or 0, t.state != "running"))
         return out
 
@@ -336,12 +348,13 @@ class SwarmEnv:
 
         def release_of(task_id: str) -> str | None:
             if task_id not in releases:
-                releases.update({t.id: t.release for t in self.tasks(all_tasks=True)})
+                releases.update({t.id: t.release for t in [*self.tasks(all_tasks=True),
+                                                           *self.tasks_of(self.canary().service(), all_tasks=True)]})
             return releases.get(task_id)
 
         found = []
         data = self.data()
-        for role, name in (("app", self.service_name), ("db", self.database().name),
+        for role, name in (("app", self.service_name), ("app", self.canary().service_name), ("db", self.database().name),
                            ("sandbox", self.sandbox().name), ("data", data.api_name), ("datadb", data.store_name),
                            ("gateway", self.gateway().service_name)):
             if role in roles:
@@ -424,16 +437,18 @@ class SwarmEnv:
         `with_data`. Everything is asked to go at once, then swept until Swarm lets go of it."""
         progress = progress or NullProgress()
         gateway, sandbox, database = self.gateway(), self.sandbox(), self.database()
-        data = self.data()
-        owners = [(self.service_name, self.labels("app")), (gateway.service_name, gateway.labels()),
+        data, grey = self.data(), self.canary()
+        owners = [(self.service_name, self.labels("app")), (grey.service_name, self.labels("canary")),
+                  (gateway.service_name, gateway.labels()),
                   (sandbox.name, sandbox.labels()), *data.owners(), (database.name, database.labels())]
         for name, _ in owners:
             with contextlib.suppress(NotFound):
                 self.manager.services.get(name).remove()
                 progress.report(f"removed service {name}")
         stores = [SwarmFiles(self.manager, name, labels) for name, labels in owners]
-        volumes = [database.volume_name, sandbox.volume_name, *data.volumes()] if with_data else []
-        progress.report(f"waiting for the tasks to stop (an app task drains up to {self._grace_seconds()} s)")
+        # the gateway's routes are no data of the user's: they go with the env
+        volumes = [gateway.volume_name, *([database.volume_name, sandbox.volume_name, *data.volumes()] if with_data else [])]
+        progress.report(f"waiting for the tasks to stop (an app task drains up to {self.grace_seconds()} s)")
         deadline = time.monotonic() + 90
         while True:
             # each in use until the services' tasks are gone from every node (a stopping app task drains first)

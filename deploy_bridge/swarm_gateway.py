@@ -10,6 +10,12 @@ is a new config (configs are immutable; the name carries the content's hash) and
 The route never changes across deploys: the host goes to `tasks.APP_SERVICE:PORT`. nginx resolves that
 name at Docker's DNS (kept a second), gets one address per running task, and tries the next address when
 a connection fails — a task that stopped a moment ago costs a retry, not a failed request.
+
+A grey release splits the host between two services. That split changes with no update of the service
+(an update is stop-first, since the port is published in host mode): it is written into the task, on the
+gateway's own volume (ROUTES_DIR, kept across the task's restarts on its node), and read again at once,
+as a local gateway reads routes.tsv. The gateway counts each side of a split (requests, 5xx, latency
+bins): what the canary is judged by.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 
 import docker
 from docker.errors import APIError, NotFound
-from docker.types import EndpointSpec, NetworkAttachmentConfig, ServiceMode, UpdateConfig
+from docker.types import EndpointSpec, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
 
 from . import ca, images
 from .config import Settings
@@ -29,6 +35,7 @@ from .swarm_files import SwarmFiles, differs
 from .swarm_registry import ImageRoute
 
 SECRETS_DIR = "/run/secrets"
+ROUTES_DIR = "/var/lib/minicloud"  # the Lua's OVERRIDE_FILE is routes.tsv here
 
 
 def hosts_of(routes: dict[str, tuple[str, int]]) -> list[str]:
@@ -49,6 +56,11 @@ class SwarmGateway:
 
     def labels(self) -> dict[str, str]:
         return self.settings.labels(app=self.app, env=self.env, role="gateway")
+
+    @property
+    def volume_name(self) -> str:
+        """The gateway's own routes (a grey release's split): not the user's data; it goes with the env."""
+        return self.settings.volume(self.app, self.env, "gateway")
 
     # ------------------------------------------------------------------ what nginx reads
     def files(self, routes: dict[str, tuple[str, int]]) -> tuple[dict[str, bytes], dict[str, bytes]]:
@@ -110,6 +122,7 @@ class SwarmGateway:
             "image": image, "name": self.service_name, "labels": self.labels(), "container_labels": self.labels(),
             "networks": [NetworkAttachmentConfig(network.id, aliases=hosts_of(routes))],
             "configs": refs, "secrets": secret_refs,
+            "mounts": [Mount(ROUTES_DIR, self.volume_name, type="volume", labels=self.labels())],
             "endpoint_spec": EndpointSpec(mode="dnsrr", ports={gp: (gp, "tcp", "host")}),
             "mode": ServiceMode("replicated", replicas=1), "constraints": ["node.role==manager"],
             "sysctls": UPSTREAM_SYSCTLS,
@@ -123,11 +136,17 @@ class SwarmGateway:
         if service is None:
             progress.report(f"starting the gateway service on port {gp} of the manager")
             self.manager.services.create(**spec)
-        elif differs(service, image, refs, secret_refs) or self._aliases(service) != hosts_of(routes):
+        elif (differs(service, image, refs, secret_refs) or self._aliases(service) != hosts_of(routes)
+              or not self._has_routes_volume(service)):
             progress.report("updating the gateway service (its image, routes or files changed)")
             service.update(**spec)
         self.wait_up()
         store.remove_unused()
+
+    @staticmethod
+    def _has_routes_volume(service) -> bool:
+        mounts = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Mounts") or []
+        return any(m.get("Target") == ROUTES_DIR for m in mounts)
 
     @staticmethod
     def _aliases(service) -> list[str]:
@@ -160,4 +179,68 @@ class SwarmGateway:
                         return
             time.sleep(0.25)
         raise MinicloudError(f"the gateway service {self.service_name} did not start within {timeout:.0f} s ({why})",
+                             hint=f"docker service ps {self.service_name} --no-trunc (on the manager)")
+
+    # ------------------------------------------------------------------ a grey release's split
+    def split(self, host: str, stable: str, canary: str | None, port: int, percent: int = 0) -> None:
+        """Send `percent` of the users of `host` to the tasks of service `canary`, the others to `stable`'s
+        (sticky by the gateway's cookie), and count each side from zero; `canary` None: everyone to `stable`.
+        In force when this returns (the gateway answers the routes it now has)."""
+        line = (f"{host}\ttasks.{stable}\t{port}\t\ttasks.{canary}\t{percent}\n" if canary else "")
+        for name in (host, stable, canary or ""):  # names minicloud makes; nothing a shell would read
+            if not all(c.isalnum() or c in ".-_" for c in name):
+                raise MinicloudError(f"not a host or service name: {name!r}")
+        resets = " ".join(f"&& curl -sf -o /dev/null -X POST '{ADMIN}/stats?upstream=tasks.{name}:{port}'"
+                          for name in (stable, canary) if canary)
+        script = (f"mkdir -p {ROUTES_DIR} && printf '{line}' > {ROUTES_DIR}/routes.tsv.new "
+                  f"&& mv {ROUTES_DIR}/routes.tsv.new {ROUTES_DIR}/routes.tsv {resets} "
+                  f"&& curl -sf -X POST {ADMIN}/routes")
+        code, out = self._task_container().exec_run(["sh", "-c", script])
+        text = out.decode(errors="replace")
+        wanted = f"{host} tasks.{stable}:{port}" + (f"|tasks.{canary}:{port}|{percent}" if canary else "")
+        if code != 0 or wanted not in text.splitlines():
+            raise MinicloudError(f"the gateway of {self.app}/{self.env} did not take the route {wanted!r}: "
+                                 f"{text.strip()[-300:]}", hint=f"minicloud logs {self.env} --role gateway")
+
+    def routes_now(self) -> dict[str, str]:
+        """The routes in force: host -> target (`tasks.S:PORT`, or `tasks.A:PORT|tasks.C:PORT|PERCENT`)."""
+        code, out = self._task_container().exec_run(["curl", "-sf", f"{ADMIN}/routes"])
+        if code != 0:
+            raise MinicloudError(f"the gateway of {self.app}/{self.env} did not say its routes: "
+                                 f"{out.decode(errors='replace').strip()[-200:]}")
+        return dict(line.split(" ", 1) for line in out.decode(errors="replace").splitlines() if " " in line)
+
+    def side(self, upstream: str) -> dict:
+        """One side of the split (`upstream`: tasks.SERVICE:PORT) since it began: requests, 5xx, latency bins."""
+        code, out = self._task_container().exec_run(["curl", "-sf", f"{ADMIN}/stats?upstream={upstream}"])
+        counts = [int(n) for n in out.decode(errors="replace").split() if n.isdigit()] if code == 0 else []
+        if len(counts) < 3:
+            raise MinicloudError(f"the gateway of {self.app}/{self.env} did not say how {upstream} did: "
+                                 f"{out.decode(errors='replace').strip()[-200:]}")
+        return {"requests": counts[0], "errors": counts[1], "hist": counts[2:]}
+
+    def inflight(self, upstream: str) -> int:
+        """Requests the gateway is proxying to `upstream` (tasks.SERVICE:PORT) right now."""
+        code, out = self._task_container().exec_run(["curl", "-sf", f"{ADMIN}/inflight?upstream={upstream}"])
+        text = out.decode(errors="replace").strip()
+        return int(text) if code == 0 and text.lstrip("-").isdigit() else 0
+
+    def _task_container(self):
+        """The running gateway task's container, on the manager this client talks to."""
+        try:
+            service = self.manager.services.get(self.service_name)
+        except NotFound:
+            raise MinicloudError(f"{self.app}/{self.env} has no gateway service on this swarm",
+                                 hint=f"minicloud deploy {self.env}") from None
+        for task in service.tasks(filters={"desired-state": "running"}):
+            status = task.get("Status") or {}
+            container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
+            if status.get("State") == "running" and container_id:
+                try:
+                    return self.manager.containers.get(container_id)
+                except NotFound:
+                    raise MinicloudError(f"the gateway of {self.app}/{self.env} runs on another manager",
+                                         hint="set DOCKER_HOST to the manager that runs it "
+                                              f"(docker service ps {self.service_name})") from None
+        raise MinicloudError(f"the gateway of {self.app}/{self.env} runs no task now",
                              hint=f"docker service ps {self.service_name} --no-trunc (on the manager)")

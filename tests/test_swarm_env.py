@@ -4,7 +4,8 @@ namespaces of their own, the registry on the host engine, which builds and pushe
 Proves: a deploy spreads the replicas over the nodes, the workers pull the release from the registry,
 every task answers on the overlay by `tasks.SERVICE`; a second deploy replaces every task (start-first);
 an unhealthy release is rolled back by Swarm and the deploy says so; scale; releases from the registry's
-tags; destroy removes the service and the network, and the host engine stays out of the swarm.
+tags; a grey release (sticky split, counted per side, promoted with no failed request, judged, removed);
+destroy removes the service and the network, and the host engine stays out of the swarm.
 """
 
 from __future__ import annotations
@@ -150,9 +151,68 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert lines == sorted(lines, key=lambda line: line["time"])
         text = cli("logs", "prod", "--role", "app", "--tail", "50").stdout
         assert re.search(rf"^\S+Z app {third} \| listening v3$", text, re.M), text[-500:]
+
+        # a grey release: the new release as a service beside the app's, for half of the users and sticky
+        (ws / "version.txt").write_text("v4\n")
+        grey = json.loads(cli("deploy", "prod", "--canary", "50", "--json").stdout)
+        fourth, canary_service = grey["release"], cloud.settings.container(name, "prod", "canary")
+        lab.images.append(cloud.settings.app_image(name, "prod", fourth))
+        assert (grey["canary"], grey["previous"]) == ({"percent": 50, "state": "running"}, third)
+        status = json.loads(cli("status", "prod", "--json").stdout)
+        assert status["release"] == third and [t["release"] for t in status["tasks"] if t["canary"]] == [fourth]
+        assert re.search(rf"^  task .* {fourth}  canary$", cli("status", "prod").stdout, re.M)
+        users = [httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) for _ in range(40)]
+        sides = [user.get(url + "/", **by_name(host_name)).text.split()[0] for user in users]
+        assert set(sides) == {"v3", "v4"}, sides
+        for user, side in zip(users, sides, strict=True):  # the gateway's cookie keeps each user on a side
+            assert {user.get(url + "/", **by_name(host_name)).text.split()[0] for _ in range(3)} == {side}
+            user.close()
+        view = json.loads(cli("canary", "prod", "--json").stdout)  # each side as the gateway counted it
+        assert (view["percent"], view["baseline"]["release"], view["canary"]["release"]) == (50, third, fourth)
+        assert view["canary"]["requests"] == 4 * sides.count("v4") and view["canary"]["error_rate"] == 0
+        assert view["baseline"]["requests"] == 4 * sides.count("v3") and view["canary"]["p95_ms"] > 0
+        again = cli("deploy", "prod", check=False)
+        assert again.returncode != 0 and "a canary already runs" in again.stderr, again.stderr
+
+        # promoted under every kind of client: the app service rolls to it, the canary drains and goes
+        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
+                                            limit=3000, sni_hostname=host_name),
+                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=3000,
+                                                 sni_hostname=host_name))
+        long = LongRequests(url + "/slow", cloud.ca_path(), count=4, sni_hostname=host_name)
+        with kinds["keep_alive"], kinds["new_connections"]:
+            for loop in kinds.values():
+                loop.wait_for(20)
+            with long:
+                long.started.wait(10)
+                promoted = json.loads(cli("promote", "prod", "--json").stdout)
+        failed = {kind: loop.failures for kind, loop in kinds.items()}
+        assert failed == {"keep_alive": [], "new_connections": []}, failed
+        assert long.results == [200] * 4, f"requests in flight during the promote: {long.results}"
+        assert (promoted["release"], promoted["previous"]) == (fourth, third)
+        assert {t.release for t in env.tasks()} == {fourth} and len(env.tasks()) == 2, "the scale is kept"
+        assert not lab.manager.services.list(filters={"name": canary_service})
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+            assert {client.get(url + "/", **by_name(host_name)).text.split()[0] for _ in range(10)} == {"v4"}
+
+        # a judged canary that gets no request in its window is removed, saying why; rollback removes one too
+        (ws / "version.txt").write_text("v5\n")
+        aborted = cli("deploy", "prod", "--canary", "30", "--judge", "10s", "--json", check=False)
+        judged = json.loads(aborted.stdout)
+        assert aborted.returncode == 1, "an aborted canary is a failed deploy to a script"
+        lab.images.append(cloud.settings.app_image(name, "prod", judged["release"]))
+        assert judged["canary"]["state"] == "aborted" and "no request" in judged["canary"]["reason"], judged
+        assert not lab.manager.services.list(filters={"name": canary_service})
+        grey = json.loads(cli("deploy", "prod", "--canary", "30", "--json").stdout)
+        lab.images.append(cloud.settings.app_image(name, "prod", grey["release"]))
+        removed = json.loads(cli("rollback", "prod", "--json").stdout)
+        assert (removed["release"], removed["previous"]) == (fourth, grey["release"])
+        assert not lab.manager.services.list(filters={"name": canary_service})
+        assert {t.release for t in env.tasks()} == {fourth}
+
         status_before_restart = json.loads(cli("status", "prod", "--json").stdout)
         restarted = json.loads(cli("restart", "prod", "--json").stdout)
-        assert restarted["state"] == "running" and {t["release"] for t in restarted["tasks"]} == {third}
+        assert restarted["state"] == "running" and {t["release"] for t in restarted["tasks"]} == {fourth}
         assert not {t["id"] for t in restarted["tasks"]} & {t["id"] for t in status_before_restart["tasks"]}
         assert json.loads(cli("stop", "prod", "--json").stdout)["state"] == "stopped"
         # a stopping task may finish what it serves for up to the drain time, and Docker's DNS forgets it a

@@ -129,7 +129,7 @@ def _status_text(status) -> str:
         lines.append(f"  {c.role:8} {c.state:9} {c.health or '':9} {cpu} {mem}  {c.name}")
     for t in status.tasks or []:
         lines.append(f"  task {t['slot'] or '-':<3} {t['state']:9} {t.get('health', '-'):8} {t['node']:20} "
-                     f"{t['release'] or '-'}"
+                     f"{t['release'] or '-'}" + ("  canary" if t.get("canary") else "")
                      + (f"  {t['error']}" if t["error"] else ""))
     if status.collections:
         lines.append("  collections: " + ", ".join(f"{c['name']} ({c['count']})" for c in status.collections))

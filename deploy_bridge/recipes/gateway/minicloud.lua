@@ -4,8 +4,12 @@
 -- until it ends, so minicloud can drain an old release exactly: it stops it when its count is zero.
 local M = {}
 local ROUTES_FILE = "/etc/minicloud/routes.tsv"
+-- a swarm gateway's routes.tsv is an immutable Swarm config: what changes between its updates (a grey
+-- release's split) is written here, on the gateway's own volume, and wins over ROUTES_FILE per host
+local OVERRIDE_FILE = "/var/lib/minicloud/routes.tsv"
 local routes = ngx.shared.minicloud_routes
 local inflight = ngx.shared.minicloud_inflight
+local stats = ngx.shared.minicloud_stats
 
 -- one line per host: HOST \t CONTAINER \t PORT \t MESSAGE [\t CANARY \t PERCENT]; CONTAINER "-" or
 -- "!NAME" is a stopped env, answered 503 with MESSAGE; with CANARY, PERCENT of the users go to it
@@ -15,26 +19,30 @@ local function fields(line)
   return out
 end
 
-function M.load()
-  local f = io.open(ROUTES_FILE, "r")
-  local seen = {}
-  if f then
-    for line in f:lines() do
-      local p = fields(line)
-      local host, upstream, port, message, canary, percent = p[1], p[2], p[3], p[4] or "", p[5], p[6]
-      if host and host ~= "" and upstream and port then
-        if upstream == "-" or upstream:sub(1, 1) == "!" then
-          routes:set(host, "!" .. message)
-        elseif canary and canary ~= "" and tonumber(percent) then
-          routes:set(host, upstream .. ":" .. port .. "|" .. canary .. ":" .. port .. "|" .. percent)
-        else
-          routes:set(host, upstream .. ":" .. port)
-        end
-        seen[host] = true
+local function read_routes(path, seen)
+  local f = io.open(path, "r")
+  if not f then return end
+  for line in f:lines() do
+    local p = fields(line)
+    local host, upstream, port, message, canary, percent = p[1], p[2], p[3], p[4] or "", p[5], p[6]
+    if host and host ~= "" and upstream and port then
+      if upstream == "-" or upstream:sub(1, 1) == "!" then
+        routes:set(host, "!" .. message)
+      elseif canary and canary ~= "" and tonumber(percent) then
+        routes:set(host, upstream .. ":" .. port .. "|" .. canary .. ":" .. port .. "|" .. percent)
+      else
+        routes:set(host, upstream .. ":" .. port)
       end
+      seen[host] = true
     end
-    f:close()
   end
+  f:close()
+end
+
+function M.load()
+  local seen = {}
+  read_routes(ROUTES_FILE, seen)
+  read_routes(OVERRIDE_FILE, seen)
   for _, host in ipairs(routes:get_keys(0)) do
     if not seen[host] then routes:delete(host) end
   end
@@ -155,6 +163,7 @@ function M.route(pooled)
       ngx.ctx.minicloud_cookie = "minicloud_canary=" .. side .. "; Path=/; HttpOnly; SameSite=Lax"
     end
     target = (side == "1") and canary or stable
+    ngx.ctx.minicloud_split = true
   end
   if pooled then
     local name, port = target:match("^(.+):(%d+)$")
@@ -202,9 +211,31 @@ function M.header()
   end
 end
 
+-- the latency bins of the collector's histograms (services/histogram.py BOUNDS_MS; a test holds them equal)
+local BOUNDS_MS = { 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300,
+  400, 500, 600, 800, 1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000, 15000, 20000, 30000,
+  60000, 120000 }
+
+local function bin_of(ms)  -- the first bound >= ms (0-based, as Python's bisect_left)
+  local low, high = 1, #BOUNDS_MS + 1
+  while low < high do
+    local mid = math.floor((low + high) / 2)
+    if BOUNDS_MS[mid] < ms then low = mid + 1 else high = mid end
+  end
+  return low - 1
+end
+
 function M.done()
   local target = ngx.ctx.minicloud_upstream
-  if target then inflight:incr(target, -1, 0) end
+  if not target then return end
+  inflight:incr(target, -1, 0)
+  if ngx.ctx.minicloud_split then
+    -- each side of a grey release counted at the gateway: what a swarm env's canary is judged by (one
+    -- machine's collector reads the access log instead); only split routes pay for it
+    stats:incr(target .. " n", 1, 0)
+    if ngx.status >= 500 then stats:incr(target .. " e", 1, 0) end
+    stats:incr(target .. " b" .. bin_of((tonumber(ngx.var.request_time) or 0) * 1000), 1, 0)
+  end
 end
 
 -- POST: read routes.tsv again; answers the routes now in force, one "HOST TARGET" line each
@@ -221,6 +252,20 @@ end
 -- GET ?upstream=CONTAINER:PORT: requests in flight to that upstream
 function M.admin_inflight()
   ngx.say(inflight:get(ngx.var.arg_upstream or "") or 0)
+end
+
+-- GET ?upstream=TARGET: "REQUESTS ERRORS BIN0 … BINn" of that side of a split since its last reset;
+-- POST: reset it to zero (a new grey release counts from its start)
+function M.admin_stats()
+  local target = ngx.var.arg_upstream or ""
+  local keys = { target .. " n", target .. " e" }
+  for i = 0, #BOUNDS_MS do keys[#keys + 1] = target .. " b" .. i end
+  local counts = {}
+  for i, key in ipairs(keys) do
+    if ngx.req.get_method() == "POST" then stats:delete(key) end
+    counts[i] = stats:get(key) or 0
+  end
+  ngx.say(table.concat(counts, " "))
 end
 
 return M
