@@ -66,6 +66,12 @@ def _client_for(address: EngineAddress) -> docker.DockerClient:
     return docker.DockerClient(base_url=address.url, tls=address.tls or False, timeout=120, use_ssh_client=over_ssh)
 
 
+def _why(err: Exception) -> str:
+    """The error's kind and its first line, short: "Install paramiko…" or "Permission denied" say what to do."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first[:160]}" if first else type(err).__name__
+
+
 def client() -> docker.DockerClient:
     """A client that has answered a ping. Cached per engine address; re-pinged on every call (~1 ms)."""
     address = engine_address()
@@ -75,7 +81,7 @@ def client() -> docker.DockerClient:
         return c
     except (DockerException, OSError) as err:
         _client_for.cache_clear()
-        raise EngineUnavailable(f"no Docker engine answers at {address.described} ({type(err).__name__})",
+        raise EngineUnavailable(f"no Docker engine answers at {address.described} ({_why(err)})",
                                 hint=_HINT) from None
 
 
@@ -90,7 +96,7 @@ def build_client() -> docker.DockerClient:
         c.ping()
         return c
     except (DockerException, OSError) as err:
-        raise EngineUnavailable(f"no Docker engine answers at MINICLOUD_BUILD_HOST={host} ({type(err).__name__})",
+        raise EngineUnavailable(f"no Docker engine answers at MINICLOUD_BUILD_HOST={host} ({_why(err)})",
                                 hint="unset MINICLOUD_BUILD_HOST to build on the swarm manager, or start that "
                                      "engine") from None
 

@@ -248,6 +248,7 @@ class SwarmLab:
     made_netns: list[str] = field(default_factory=list)
     made_links: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per teardown step (for tuning)
+    sshd: subprocess.Popen | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -395,6 +396,51 @@ class SwarmLab:
                 f"--insecure-registry={self.block}", f"--cgroup-parent=/{w.name}",
                 "--log-level=info"]
 
+    def start_sshd(self, port: int = 2222) -> tuple[str, dict[str, str]]:
+        """The manager as a remote machine is reached: an ssh server in its namespace, at its address, whose
+        one key (made here, known to this lab only) may run nothing but `docker system dial-stdio` on the
+        manager's engine. Returns (the DOCKER_HOST URL, the environment that makes `ssh` use that key: PATH
+        with a wrapper first, as a user's ~/.ssh/config would)."""
+        node = self.manager_node
+        assert node is not None
+        folder = self.root / "ssh"
+        (folder / "bin").mkdir(parents=True, exist_ok=True)
+        for key in ("host_key", "user_key"):
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key))
+        dial = f"DOCKER_HOST=unix://{node.sock} exec docker system dial-stdio"
+        authorized = folder / "authorized_keys"
+        authorized.write_text(f'command="{dial}",restrict {(folder / "user_key.pub").read_text()}')
+        authorized.chmod(0o600)
+        config = folder / "sshd_config"
+        config.write_text(f"ListenAddress {node.addr}\nPort {port}\nHostKey {folder / 'host_key'}\n"
+                          f"AuthorizedKeysFile {authorized}\nPidFile {folder / 'sshd.pid'}\nStrictModes no\n"
+                          "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                          "PermitRootLogin prohibit-password\n")
+        Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
+        with open(folder / "sshd.log", "ab") as log:
+            self.sshd = subprocess.Popen(["nsenter", f"--net={NETNS_DIR / node.netns}", "/usr/sbin/sshd", "-D", "-e",
+                                          "-f", str(config)], stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+        def listens() -> bool:
+            if self.sshd.poll() is not None:
+                raise LabError(f"sshd exited with {self.sshd.returncode}: {(folder / 'sshd.log').read_text()[-500:]}")
+            with contextlib.suppress(OSError), socket.create_connection((node.addr, port), timeout=1):
+                return True
+            return False
+
+        _wait_for(f"sshd on {node.addr}:{port}", listens, 15)
+        wrapper = folder / "bin" / "ssh"
+        wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/ssh -i {folder / 'user_key'} -o IdentitiesOnly=yes "
+                           "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \"$@\"\n")
+        wrapper.chmod(0o755)
+        return f"ssh://root@{node.addr}:{port}", {"PATH": f"{folder / 'bin'}:{os.environ.get('PATH', '')}"}
+
+    def _stop_sshd(self) -> None:
+        if self.sshd is not None and self.sshd.poll() is None:
+            self.sshd.terminate()
+            self.sshd.wait(timeout=10)
+
     def _start_engine(self, w: Worker) -> None:
         w.root.mkdir(parents=True, exist_ok=True)
         (w.root / "daemon.json").write_text("{}\n")
@@ -464,6 +510,7 @@ class SwarmLab:
                 problems.append(f"{what}: {err}")
             self.timings[what] = time.monotonic() - started
 
+        step("stopping the lab's ssh server", self._stop_sshd)
         step("removing labelled containers on the lab engines", self._remove_engine_containers)
         if self.manager_node and self.manager_node.client:
             step("removing the lab's services", self._remove_services)

@@ -115,10 +115,12 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert len(env.tasks()) == 3 and {t.release for t in env.tasks()} == {second}
 
         # the same through the CLI, as a user types it: DOCKER_HOST names the manager, the host engine builds
-        def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        def cli(*args: str, check: bool = True, engine: str | None = None,
+                extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
             run = subprocess.run([sys.executable, "-m", "deploy_bridge.cli", *args], cwd=ws, capture_output=True,
-                                 text=True, timeout=600, env={**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}",
-                                                              "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock"})
+                                 text=True, timeout=600,
+                                 env={**os.environ, "DOCKER_HOST": engine or f"unix://{lab.engines[0].sock}",
+                                      "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock", **(extra or {})})
             assert not check or run.returncode == 0, run.stderr + run.stdout
             return run
 
@@ -226,6 +228,14 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert "has no running task" in stopped.text, stopped.text
         started = json.loads(cli("start", "prod", "--json").stdout)
         assert started["state"] == "running" and len(started["tasks"]) == 2, "the count from before the stop"
+
+        # the manager as a remote machine is named: DOCKER_HOST=ssh://USER@ADDRESS:PORT, through the system's ssh
+        over_ssh, ssh_env = lab.start_sshd()
+        scaled = json.loads(cli("scale", "prod", "3", "--json", engine=over_ssh, extra=ssh_env).stdout)
+        assert len(scaled["tasks"]) == 3 and {t["node"] for t in scaled["tasks"]} == {w.name for w in lab.engines}
+        tail = cli("logs", "prod", "--role", "app", "--tail", "5", engine=over_ssh, extra=ssh_env).stdout
+        assert re.search(rf"^\S+Z app {fourth} \| listening v4$", tail, re.M), tail
+        assert len(env.tasks()) == 3, "the manager the ssh engine reached is the lab's"
 
         # last, a worker lost at once (its engine and containers killed): Swarm starts its task on the others;
         # the gateway tries the next task when one does not answer, so the URL keeps answering
