@@ -46,7 +46,7 @@ from .swarm_env import SwarmEnv
 from .workspace import Workspace
 
 SWARM_VERBS = ("env build, deploy (--canary too), canary, promote, status, scale, stop, start, restart, logs, "
-               "releases, rollback, db and env destroy")
+               "metrics, top, alerts, releases, rollback, db and env destroy")
 
 
 class Cloud(Workspace):
@@ -68,7 +68,8 @@ class Cloud(Workspace):
         self._check_env(env)
         if self.manifest.env(env).engine != "swarm":
             return None
-        return SwarmEnv(self._client(), self.env_settings(env), self.manifest, env, builder=engine.build_client)
+        return SwarmEnv(self._client(), self.env_settings(env), self.manifest, env, builder=engine.build_client,
+                        engine_socket=engine.engine_socket())
 
     def _check_local(self, env: str) -> None:
         """A verb of local envs only: a swarm env gets a clear refusal (an unknown env, UnknownEnv)."""
@@ -789,18 +790,36 @@ class Cloud(Workspace):
     # ----------------------------------------------------------------- the collector's store
     def metrics(self, env: str, since: float | None = None) -> dict:
         """The env's 10 s series since `since` (default: the last hour), per release and container."""
+        since = since if since is not None else time.time() - 3600
+        if (on_swarm := self._swarm(env)) is not None:
+            with on_swarm.metrics().snapshot() as store:
+                return metrics.series(self.settings, self.app, env, since, store)
         self._check_local(env)
-        return metrics.series(self.settings, self.app, env, since if since is not None else time.time() - 3600)
+        return metrics.series(self.settings, self.app, env, since)
 
-    def live_metrics(self, env: str) -> dict:
-        """The last ~10–20 s of the env (what `top` shows), and the alerts firing."""
+    def live_metrics(self, env: str, routes_since: float | None = None) -> dict:
+        """The last ~10–20 s of the env (what `top` shows), and the alerts firing; with `routes_since`, also
+        its requests per route since then (`routes`: the editor's hover on a handler)."""
+        if (on_swarm := self._swarm(env)) is not None:
+            with on_swarm.metrics().snapshot() as store:
+                live = metrics.live(self.settings, self.app, env, store=store)
+                if routes_since is not None:
+                    live["routes"] = metrics.routes(self.settings, self.app, env, routes_since, store)
+                return live
         self._check_local(env)
-        return metrics.live(self.settings, self.app, env)
+        live = metrics.live(self.settings, self.app, env)
+        if routes_since is not None:
+            live["routes"] = metrics.routes(self.settings, self.app, env, routes_since)
+        return live
 
     def alerts(self, env: str, since: float | None = None) -> dict:
         """The env's alerts fired and resolved since `since` (default: the last 24 h), and those firing."""
+        since = since if since is not None else time.time() - 86400
+        if (on_swarm := self._swarm(env)) is not None:
+            with on_swarm.metrics().snapshot() as store:
+                return metrics.alerts(self.settings, self.app, env, since, store)
         self._check_local(env)
-        return metrics.alerts(self.settings, self.app, env, since if since is not None else time.time() - 86400)
+        return metrics.alerts(self.settings, self.app, env, since)
 
     def db_schema(self, env: str) -> list[TableInfo]:
         """Tables, columns and row counts of the env's database (one query, for the server's index)."""

@@ -57,6 +57,13 @@ def engine_url() -> str:
     return engine_address().url or "unix:///var/run/docker.sock"
 
 
+def engine_socket() -> str:
+    """The engine's socket on its own machine (a swarm env's collector mounts it there): the path of a
+    unix:// URL, else Docker's default, which a tcp:// or ssh:// engine's machine has."""
+    url = engine_url()
+    return url[len("unix://"):] if url.startswith("unix://") else "/var/run/docker.sock"
+
+
 @functools.cache
 def _client_for(address: EngineAddress) -> docker.DockerClient:
     # ssh:// through the system's ssh client, as the docker CLI does (its keys, agent and ~/.ssh/config)

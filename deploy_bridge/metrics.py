@@ -139,8 +139,9 @@ def remove(client: docker.DockerClient, settings: Settings) -> None:
 
 
 # ------------------------------------------------------------------ reading metrics.db
-def _connect(settings: Settings) -> sqlite3.Connection:
-    path = db_path(settings)
+def _connect(settings: Settings, store: Path | None = None) -> sqlite3.Connection:
+    """The instance's metrics.db, read-only; or `store`, a copy of a swarm env's (swarm_metrics.snapshot)."""
+    path = store or db_path(settings)
     if not path.is_file():
         raise NotBuilt("no metrics yet: the collector starts with the first env build",
                        hint="minicloud env build ENV")
@@ -164,9 +165,9 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def series(settings: Settings, app: str, env: str, since: float) -> dict[str, Any]:
+def series(settings: Settings, app: str, env: str, since: float, store: Path | None = None) -> dict[str, Any]:
     """The env's 10 s series since `since` (a UNIX time), per release and per container, with totals."""
-    db = _connect(settings)
+    db = _connect(settings, store)
     try:
         rows = db.execute("SELECT ts, role, release, requests, s4xx, s5xx, p50, p95, p99, latency_sum, hist FROM http "
                           "WHERE app=? AND env=? AND ts >= ? ORDER BY ts", (app, env, int(since // 10 * 10))).fetchall()
@@ -225,12 +226,12 @@ def recent_samples(settings: Settings, max_age: float = 10.0) -> dict[str, tuple
     return {name: (cpu, memory) for name, cpu, memory in rows if cpu is not None}
 
 
-def live(settings: Settings, app: str, env: str, now: float | None = None) -> dict[str, Any]:
+def live(settings: Settings, app: str, env: str, now: float | None = None, store: Path | None = None) -> dict[str, Any]:
     """What `top` shows: per release the last ~10–20 s (the previous bucket and the current one), and the
     latest sample of each container."""
     now = now or time.time()
     start = int(now // 10 * 10) - 10
-    db = _connect(settings)
+    db = _connect(settings, store)
     try:
         rows = db.execute("SELECT role, release, SUM(requests), SUM(s4xx), SUM(s5xx), GROUP_CONCAT(hist, '\n') "
                           "FROM http WHERE app=? AND env=? AND ts >= ? GROUP BY role, release",
@@ -254,11 +255,11 @@ def live(settings: Settings, app: str, env: str, now: float | None = None) -> di
     return {"app": app, "env": env, "at": now, "releases": releases, "containers": containers, "firing": firing}
 
 
-def routes(settings: Settings, app: str, env: str, since: float) -> list[dict[str, Any]]:
+def routes(settings: Settings, app: str, env: str, since: float, store: Path | None = None) -> list[dict[str, Any]]:
     """The app's requests per (method, path) since `since` (minute buckets): counts and the merged latency
     histogram (`hist`: bin -> n over BOUNDS_MS), most requested first; [] before the first request."""
     try:
-        db = _connect(settings)
+        db = _connect(settings, store)
     except MinicloudError:
         return []
     try:
@@ -284,9 +285,9 @@ def _firing(db: sqlite3.Connection, app: str, env: str) -> list[dict[str, Any]]:
             for n, s, state, r, v, since, at in rows if state == "firing"]
 
 
-def alerts(settings: Settings, app: str, env: str, since: float) -> dict[str, Any]:
+def alerts(settings: Settings, app: str, env: str, since: float, store: Path | None = None) -> dict[str, Any]:
     """Every firing and resolving of the env's alerts since `since`, oldest first, and those firing now."""
-    db = _connect(settings)
+    db = _connect(settings, store)
     try:
         rows = db.execute("SELECT id, at, name, rule, subject, state, value, shown, since, webhook, delivered, attempts, "
                           "last_error FROM alerts WHERE app=? AND env=? AND at >= ? ORDER BY id",

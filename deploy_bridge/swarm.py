@@ -172,6 +172,25 @@ def wait_for_task(client: docker.DockerClient, service_name: str, labels: list[s
     raise MinicloudError(f"{what} did not start within {timeout:.0f} s ({why})", hint=hint)
 
 
+def task_container(client: docker.DockerClient, service_name: str, what: str):
+    """The container of the service's running task, on the engine `client` talks to; MinicloudError saying
+    why not (no such service, no task running, or it runs on another node). `what`: the service, for a user."""
+    service = find_service(client, service_name)
+    if service is None:
+        raise MinicloudError(f"{what} is not on this swarm (no service {service_name})",
+                             hint="minicloud deploy ENV makes it")
+    for task in service.tasks(filters={"desired-state": "running"}):
+        status = task.get("Status") or {}
+        container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
+        if status.get("State") == "running" and container_id:
+            try:
+                return client.containers.get(container_id)
+            except NotFound:
+                raise MinicloudError(f"{what} runs on another node than the manager DOCKER_HOST names",
+                                     hint=f"set DOCKER_HOST to that node (docker service ps {service_name})") from None
+    raise MinicloudError(f"{what} runs no task now", hint=f"docker service ps {service_name} --no-trunc (on the manager)")
+
+
 def one_pinned_task(service, client: docker.DockerClient) -> dict:
     """The spec of a service of one task whose data is on a volume of one node: pinned to that node (a new
     service: the node of the engine `client` talks to), no virtual IP, the old task stopped before the new

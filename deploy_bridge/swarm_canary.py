@@ -77,7 +77,7 @@ class SwarmCanary:
                                                   name=self.service_name, replicas=CANARY_TASKS))
         try:
             self._wait_running(release, progress)
-            env.gateway().ensure(network, env.routes(), route, progress)  # a gateway of this minicloud's kind
+            env.ensure_edge(network, route, progress)  # a gateway of this minicloud's kind
             progress.report(f"sending {percent}% of the users to {release}", 90)
             env.gateway().split(self.host, env.service_name, self.service_name, self.manifest.port, percent)
         except BaseException:

@@ -55,6 +55,7 @@ from .swarm_data import SwarmData
 from .swarm_db import SwarmDatabase
 from .swarm_files import SwarmFiles
 from .swarm_gateway import SwarmGateway
+from .swarm_metrics import SwarmMetrics
 from .swarm_registry import ImageRoute, SwarmRegistry
 from .swarm_sandbox import SwarmSandbox
 
@@ -87,8 +88,10 @@ class SwarmEnv:
     """The verbs of one app's env on a swarm, through the manager `manager`."""
 
     def __init__(self, manager: docker.DockerClient, settings: Settings, manifest: Manifest, env: str,
-                 builder: docker.DockerClient | Callable[[], docker.DockerClient] | None = None) -> None:
+                 builder: docker.DockerClient | Callable[[], docker.DockerClient] | None = None,
+                 engine_socket: str = "/var/run/docker.sock") -> None:
         self.manager, self.settings, self.manifest, self.env = manager, settings, manifest, env
+        self.engine_socket = engine_socket  # the manager's engine socket on its node (the collector's)
         # where release images are built and pushed from: the manager's engine unless told (a local engine
         # with its build cache, as Kamal builds, when this machine reaches the registry too); a function
         # that makes the client is called on first use (reading verbs never need it)
@@ -165,8 +168,18 @@ class SwarmEnv:
         progress.check_cancelled()
         image = route.push(tag, progress)
         self.roll_out(image, release, environment, network, progress, files or {})
-        self.gateway().ensure(network, self.routes(), route, progress)
+        self.ensure_edge(network, route, progress)
         return release, image
+
+    def ensure_edge(self, network, route: ImageRoute, progress: Progress) -> None:
+        """The env's gateway with today's routes, and its metrics collector beside it (with today's [alerts])."""
+        gateway = self.gateway()
+        gateway.ensure(network, self.routes(), route, progress)
+        self.metrics().ensure(network, gateway.service_name, gateway.volume_name, gateway.node() or "", route,
+                              progress)
+
+    def metrics(self) -> SwarmMetrics:
+        return SwarmMetrics(self.manager, self.builder, self.settings, self.manifest, self.env, self.engine_socket)
 
     def routes(self) -> dict[str, tuple[str, int]]:
         """What the env's gateway serves: host -> (upstream, port); the tasks of each service by name."""
@@ -437,9 +450,9 @@ class SwarmEnv:
         `with_data`. Everything is asked to go at once, then swept until Swarm lets go of it."""
         progress = progress or NullProgress()
         gateway, sandbox, database = self.gateway(), self.sandbox(), self.database()
-        data, grey = self.data(), self.canary()
+        data, grey, collector = self.data(), self.canary(), self.metrics()
         owners = [(self.service_name, self.labels("app")), (grey.service_name, self.labels("canary")),
-                  (gateway.service_name, gateway.labels()),
+                  (collector.name, collector.labels()), (gateway.service_name, gateway.labels()),
                   (sandbox.name, sandbox.labels()), *data.owners(), (database.name, database.labels())]
         for name, _ in owners:
             with contextlib.suppress(NotFound):
@@ -447,7 +460,8 @@ class SwarmEnv:
                 progress.report(f"removed service {name}")
         stores = [SwarmFiles(self.manager, name, labels) for name, labels in owners]
         # the gateway's routes are no data of the user's: they go with the env
-        volumes = [gateway.volume_name, *([database.volume_name, sandbox.volume_name, *data.volumes()] if with_data else [])]
+        volumes = [gateway.volume_name, *([database.volume_name, sandbox.volume_name, collector.volume_name,
+                                           *data.volumes()] if with_data else [])]
         progress.report(f"waiting for the tasks to stop (an app task drains up to {self.grace_seconds()} s)")
         deadline = time.monotonic() + 90
         while True:

@@ -26,16 +26,17 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.types import EndpointSpec, Mount, NetworkAttachmentConfig, ServiceMode, UpdateConfig
 
-from . import ca, images
+from . import ca, images, swarm
 from .config import Settings
 from .errors import MinicloudError, PortInUse
-from .gateway import ADMIN, CONTAINER_CONF, DEFAULT_CERT_NAME, UPSTREAM_SYSCTLS
+from .gateway import ADMIN, CONTAINER_CONF, DEFAULT_CERT_NAME, METRICS_LOG_CONF, UPSTREAM_SYSCTLS
 from .progress import NullProgress, Progress
 from .swarm_files import SwarmFiles, differs
 from .swarm_registry import ImageRoute
 
 SECRETS_DIR = "/run/secrets"
 ROUTES_DIR = "/var/lib/minicloud"  # the Lua's OVERRIDE_FILE is routes.tsv here
+ACCESS_LOG = f"{ROUTES_DIR}/access.log"  # the metrics' JSON log, which the env's collector reads (swarm_metrics.py)
 
 
 def hosts_of(routes: dict[str, tuple[str, int]]) -> list[str]:
@@ -80,6 +81,7 @@ class SwarmGateway:
                 '    location / { return 404 "minicloud: no app at $host\\n"; }\n'
                 "}\n").encode(),
             f"{CONTAINER_CONF}/generation.conf": b'location = /_minicloud/generation { return 200 "swarm"; }\n',
+            f"{CONTAINER_CONF}/{METRICS_LOG_CONF}": f"access_log {ACCESS_LOG} minicloud_json buffer=64k flush=1s;\n".encode(),
             f"{CONTAINER_CONF}/routes.tsv": "".join(f"{host}\t{upstream}\t{port}\t\n"
                                                     for host, (upstream, port) in sorted(routes.items())).encode(),
             f"{CONTAINER_CONF}/certs/{dcert.name}": dcert.read_bytes(),
@@ -118,26 +120,25 @@ class SwarmGateway:
         refs = [store.config(path, data) for path, data in sorted(configs.items())]
         secret_refs = [store.secret(name, data) for name, data in sorted(secrets.items())]
         gp = self.settings.gateway_port
+        service = swarm.find_service(self.manager, self.service_name)
         spec = {
             "image": image, "name": self.service_name, "labels": self.labels(), "container_labels": self.labels(),
             "networks": [NetworkAttachmentConfig(network.id, aliases=hosts_of(routes))],
             "configs": refs, "secrets": secret_refs,
             "mounts": [Mount(ROUTES_DIR, self.volume_name, type="volume", labels=self.labels())],
             "endpoint_spec": EndpointSpec(mode="dnsrr", ports={gp: (gp, "tcp", "host")}),
-            "mode": ServiceMode("replicated", replicas=1), "constraints": ["node.role==manager"],
+            # one node: its volume holds the routes and the access log the env's collector reads there
+            "mode": ServiceMode("replicated", replicas=1),
+            "constraints": [f"node.id=={swarm.pinned_node(service) or swarm.own_node(self.manager)}"],
             "sysctls": UPSTREAM_SYSCTLS,
             # one port on the node: the old task frees it before the new one takes it
             "update_config": UpdateConfig(parallelism=1, order="stop-first", failure_action="rollback"),
         }
-        try:
-            service = self.manager.services.get(self.service_name)
-        except NotFound:
-            service = None
         if service is None:
             progress.report(f"starting the gateway service on port {gp} of the manager")
             self.manager.services.create(**spec)
         elif (differs(service, image, refs, secret_refs) or self._aliases(service) != hosts_of(routes)
-              or not self._has_routes_volume(service)):
+              or not self._has_routes_volume(service) or swarm.pinned_node(service) is None):
             progress.report("updating the gateway service (its image, routes or files changed)")
             service.update(**spec)
         self.wait_up()
@@ -225,22 +226,9 @@ class SwarmGateway:
         text = out.decode(errors="replace").strip()
         return int(text) if code == 0 and text.lstrip("-").isdigit() else 0
 
+    def node(self) -> str | None:
+        """The node the gateway (and its volume) is pinned to."""
+        return swarm.pinned_node(swarm.find_service(self.manager, self.service_name))
+
     def _task_container(self):
-        """The running gateway task's container, on the manager this client talks to."""
-        try:
-            service = self.manager.services.get(self.service_name)
-        except NotFound:
-            raise MinicloudError(f"{self.app}/{self.env} has no gateway service on this swarm",
-                                 hint=f"minicloud deploy {self.env}") from None
-        for task in service.tasks(filters={"desired-state": "running"}):
-            status = task.get("Status") or {}
-            container_id = (status.get("ContainerStatus") or {}).get("ContainerID")
-            if status.get("State") == "running" and container_id:
-                try:
-                    return self.manager.containers.get(container_id)
-                except NotFound:
-                    raise MinicloudError(f"the gateway of {self.app}/{self.env} runs on another manager",
-                                         hint="set DOCKER_HOST to the manager that runs it "
-                                              f"(docker service ps {self.service_name})") from None
-        raise MinicloudError(f"the gateway of {self.app}/{self.env} runs no task now",
-                             hint=f"docker service ps {self.service_name} --no-trunc (on the manager)")
+        return swarm.task_container(self.manager, self.service_name, f"the gateway of {self.app}/{self.env}")

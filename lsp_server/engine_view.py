@@ -66,16 +66,18 @@ def read_view(cloud, env: str) -> dict[str, Any]:
 
 def read_pulse(cloud, env: str, with_routes: bool) -> dict[str, Any]:
     """The env's metrics now (None before the collector's first build), and its canary split."""
-    from deploy_bridge import metrics
     from deploy_bridge.errors import MinicloudError
 
     pulse: dict[str, Any] = {"live": None, "canary": None}
-    try:
-        pulse["live"] = metrics.live(cloud.settings, cloud.app, env)
+    try:  # a swarm env's from a copy of its collector's store, the same shape
+        live = cloud.live_metrics(env, time.time() - ROUTE_WINDOW_SECONDS if with_routes else None)
     except MinicloudError:
         return pulse
     if with_routes:
-        pulse["routes"] = metrics.routes(cloud.settings, cloud.app, env, time.time() - ROUTE_WINDOW_SECONDS)
+        pulse["routes"] = live.pop("routes")
+    pulse["live"] = live
+    if cloud.manifest.env(env).engine == "swarm":
+        return pulse
     route = cloud._edge().route(cloud.settings.app_host(cloud.app, env))
     if route is not None and route.canary:
         releases = {c["container"]: c["release"] for c in pulse["live"]["containers"]}

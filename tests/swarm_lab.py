@@ -305,7 +305,8 @@ class SwarmLab:
         network removed with the lab."""
         from deploy_bridge.swarm_env import SwarmEnv
 
-        made = SwarmEnv(self.manager, cloud.settings, cloud.manifest, env, builder=self.host)
+        made = SwarmEnv(self.manager, cloud.settings, cloud.manifest, env, builder=self.host,
+                        engine_socket=str(self.manager_node.sock))
         self.services.extend([made.service_name, made.gateway().service_name])
         self.networks.append(made.network_name)
         return made

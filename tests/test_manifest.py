@@ -269,7 +269,7 @@ def test_a_swarm_env_refuses_the_verbs_that_do_not_run_there_yet_by_name(tmp_pat
 
     (tmp_path / "minicloud.toml").write_text(GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n'))
     cloud = Cloud(tmp_path)
-    for verb in (lambda: cloud.fn_list("prod"), lambda: cloud.metrics("prod"), lambda: cloud.alerts("prod"),
+    for verb in (lambda: cloud.fn_list("prod"), lambda: cloud.fn_deploy("prod"),
                  lambda: cloud.fn_invoke("prod", "hello", {})):
         with pytest.raises(MinicloudError, match='runs on a swarm') as refused:
             verb()

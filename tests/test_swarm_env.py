@@ -39,6 +39,23 @@ def answers_by_task(probe, service: str) -> dict[str, str]:
     return found
 
 
+def under_every_client(url: str, ca, host_name: str, action, long_requests: int = 3):
+    """`action()` while keep-alive clients, new connections and `long_requests` slow ones in flight ask through
+    the gateway: (its result, the failures of each kind, the slow requests' answers)."""
+    kinds = dict(keep_alive=RequestLoop(url + "/", ca, clients=2, keep_alive=True, interval=0.02, limit=3000,
+                                        sni_hostname=host_name),
+                 new_connections=RequestLoop(url + "/", ca, clients=2, interval=0.02, limit=3000, sni_hostname=host_name))
+    long = LongRequests(url + "/slow", ca, count=long_requests, sni_hostname=host_name)
+    with kinds["keep_alive"], kinds["new_connections"]:
+        for loop in kinds.values():
+            loop.wait_for(20)
+        with long:
+            long.started.wait(10)
+            result = action()
+    assert all(len(loop.statuses) > 50 for loop in kinds.values()), "too few requests to say anything"
+    return result, {kind: loop.failures for kind, loop in kinds.items()}, long.results
+
+
 def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine, tmp_path):
     from deploy_bridge.cloud import Cloud
 
@@ -78,21 +95,10 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
 
         # a second release replaces every task, while every kind of client keeps asking through the gateway
         (ws / "version.txt").write_text("v2\n")
-        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
-                                            limit=3000, sni_hostname=host_name),
-                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=3000,
-                                                 sni_hostname=host_name))
-        long = LongRequests(url + "/slow", cloud.ca_path(), count=3, sni_hostname=host_name)
-        with kinds["keep_alive"], kinds["new_connections"]:
-            for loop in kinds.values():
-                loop.wait_for(20)
-            with long:
-                long.started.wait(10)
-                second, _ = env.deploy({"MINICLOUD_ENV": "prod"})
-        failed = {kind: loop.failures for kind, loop in kinds.items()}
+        (second, _), failed, long = under_every_client(url, cloud.ca_path(), host_name,
+                                                       lambda: env.deploy({"MINICLOUD_ENV": "prod"}))
         assert failed == {"keep_alive": [], "new_connections": []}, failed
-        assert long.results == [200] * 3, f"requests in flight during the deploy: {long.results}"
-        assert all(len(loop.statuses) > 50 for loop in kinds.values())
+        assert long == [200] * 3, f"requests in flight during the deploy: {long}"
 
         lab.images.append(cloud.settings.app_image(name, "prod", second))
         assert {t.release for t in env.tasks()} == {second}
@@ -177,20 +183,10 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert again.returncode != 0 and "a canary already runs" in again.stderr, again.stderr
 
         # promoted under every kind of client: the app service rolls to it, the canary drains and goes
-        kinds = dict(keep_alive=RequestLoop(url + "/", cloud.ca_path(), clients=2, keep_alive=True, interval=0.02,
-                                            limit=3000, sni_hostname=host_name),
-                     new_connections=RequestLoop(url + "/", cloud.ca_path(), clients=2, interval=0.02, limit=3000,
-                                                 sni_hostname=host_name))
-        long = LongRequests(url + "/slow", cloud.ca_path(), count=4, sni_hostname=host_name)
-        with kinds["keep_alive"], kinds["new_connections"]:
-            for loop in kinds.values():
-                loop.wait_for(20)
-            with long:
-                long.started.wait(10)
-                promoted = json.loads(cli("promote", "prod", "--json").stdout)
-        failed = {kind: loop.failures for kind, loop in kinds.items()}
+        promoted, failed, long = under_every_client(url, cloud.ca_path(), host_name, long_requests=4,
+                                                    action=lambda: json.loads(cli("promote", "prod", "--json").stdout))
         assert failed == {"keep_alive": [], "new_connections": []}, failed
-        assert long.results == [200] * 4, f"requests in flight during the promote: {long.results}"
+        assert long == [200] * 4, f"requests in flight during the promote: {long}"
         assert (promoted["release"], promoted["previous"]) == (fourth, third)
         assert {t.release for t in env.tasks()} == {fourth} and len(env.tasks()) == 2, "the scale is kept"
         assert not lab.manager.services.list(filters={"name": canary_service})

@@ -4,8 +4,8 @@ registry), MariaDB as a service pinned to the manager with its volume, the app r
 overlay, the sandbox open platform as a service the app reaches by its URL (the CA and the app's key given as
 Swarm files), the data API (PostgreSQL and its server as services) that the app calls with the client SDK,
 `minicloud db` and the editor's tables (the language server's engine reader) on it, a member's login through
-the sandbox, the editor's cloud commands and log panel, and the data kept across `env destroy` unless
-`--with-data`.
+the sandbox, the editor's cloud commands and log panel, the env's metrics and an alert's webhook, and the
+data kept across `env destroy` unless `--with-data`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ read = "auth != null"
 engine = "swarm"
 sandbox = false
 gateway_port = {staging_port}
+
+[alerts]
+latency = "p50 > 0ms"  # holds while requests come: fires at the first
+webhook = "{webhook}"
 """
 
 # /db: what the database greets a new connection with (MariaDB's handshake names the server); /sandbox: the
@@ -86,6 +90,46 @@ require('http').createServer((q, s) => {
 """
 
 
+class Webhook:
+    """An alert webhook on this machine at `address` (where the lab's nodes reach it): every JSON POST it got."""
+
+    def __init__(self, address: str) -> None:
+        import http.server
+
+        calls: queue.Queue[dict] = queue.Queue()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                calls.put(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.calls = calls
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> Webhook:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, wanted, timeout: float) -> dict:
+        deadline, seen = time.monotonic() + timeout, []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                call = self.calls.get(timeout=0.5)
+                if wanted(call):
+                    return call
+                seen.append(call)
+        raise AssertionError(f"no such webhook call within {timeout:.0f} s (got {seen})")
+
+
 def engine_view(ws, environ: dict[str, str], timeout: float = 60) -> dict:
     """The first view the language server's engine reader (its child process) sends for env prod."""
     reader = subprocess.Popen([sys.executable, "-m", "lsp_server.engine_view", str(ws), "prod"], cwd=ws, env=environ,
@@ -115,12 +159,13 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
     from deploy_bridge.data import API_PREFIX
 
     host = docker_engine
-    with swarm_lab(workers=1, host=host) as lab:
+    with swarm_lab(workers=1, host=host) as lab, contextlib.ExitStack() as stack:
         ws = tmp_path / "swarmdb"
         ws.mkdir()
         name = f"sd{lab.name[-5:]}"
         staging_port = int(os.environ.get("MINICLOUD_GATEWAY_PORT", "8443")) + 1
-        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, staging_port=staging_port))
+        hook = stack.enter_context(Webhook(lab.bridge_address))  # on this machine, as the lab's nodes reach it
+        (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, staging_port=staging_port, webhook=hook.url))
         (ws / "server.js").write_text(SERVER)
         environ = {**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}",
                    "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock"}
@@ -146,7 +191,7 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         pinned = f"node.id=={lab.manager_node_id}"
         # Architecture Invariant: a swarm service whose data is on a volume runs one task, pinned to one node
         for own in (f"{s.prefix}-registry", *(s.container(name, "prod", role) for role in ("db", "sandbox", "data",
-                                                                                         "datadb"))):
+                                                                                         "datadb", "collector"))):
             assert pinned in services[own]["TaskTemplate"]["Placement"]["Constraints"], own
             assert services[own]["Labels"]["minicloud.instance"] == s.instance
         registry_address = f"{lab.manager_address}:5000"
@@ -204,11 +249,32 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
             assert command("minicloud.logs.stop", stream=stream["stream"])["stopped"] is True
         finally:
             editor.close()
-        # no metrics collector on a swarm yet: its gateway keeps no JSON access log that would grow unread
-        gateway_task = lab.manager.containers.list(filters={"label": "com.docker.swarm.service.name="
-                                                                     + s.container(name, "prod", "gateway")})[0]
-        kept = gateway_task.exec_run(["ls", "-A", "/var/log/minicloud"])
-        assert kept.exit_code == 0 and kept.output.decode().split() == [], kept.output
+
+        # metrics: the env's collector, beside its gateway, counts each request by the release of the task that
+        # answered it, exactly once; an alert fires and its webhook is called from the swarm
+        def counted() -> int:
+            found = json.loads(cli("metrics", "prod", "--json").stdout)["releases"]
+            return sum(r["requests"] for r in found if r["role"] == "app" and r["release"] == built["release"])
+
+        before, deadline = -1, time.monotonic() + 60
+        while (now := counted()) != before:  # the requests above have all been written and read
+            assert time.monotonic() < deadline, "the collector's count does not settle"
+            before = now
+            time.sleep(1.5)
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
+            for _ in range(40):
+                assert client.get(url + "/", **by_name(host_name)).text == "up"
+        deadline = time.monotonic() + 30
+        while (now := counted()) != before + 40:
+            assert now < before + 40 and time.monotonic() < deadline, f"counted {now - before} of 40"
+            time.sleep(0.5)
+        fired = hook.wait_for(lambda call: (call["alert"], call["state"], call["env"]) == ("latency", "firing", "prod"), 60)
+        assert fired["app"] == name and fired["value"] > 0, fired
+        events = json.loads(cli("alerts", "prod", "--json").stdout)["events"]
+        assert {e["alert"] for e in events if e["state"] == "firing"} == {"latency"}, events
+        live = cloud.live_metrics("prod")  # what `top` shows: the tasks on the collector's node sampled too
+        assert {c["role"] for c in live["containers"]} >= {"app", "gateway"}, live["containers"]
+        assert any(c["memory_bytes"] for c in live["containers"] if c["role"] == "app"), live["containers"]
 
         cli("db", "prod", "-e", "CREATE TABLE orders (id INT PRIMARY KEY, note VARCHAR(20)); "
                                 "INSERT INTO orders VALUES (1, 'kept')")
@@ -232,7 +298,8 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         gone = cli("env", "destroy", "prod")
         assert "database volume and credentials kept" in gone.stdout
         left = {svc.name for svc in lab.manager.services.list()}
-        assert not {s.container(name, "prod", role) for role in ("app", "db", "sandbox", "data", "datadb", "gateway")} & left
+        assert not {s.container(name, "prod", role) for role in ("app", "db", "sandbox", "data", "datadb", "gateway",
+                                                                 "collector")} & left
         assert not [c.name for c in [*lab.manager.configs.list(), *lab.manager.secrets.list()] if name in c.name]
         assert f"{s.prefix}-registry" in left, "the registry serves every env of the instance: it stays"
         volume = s.volume(name, "prod", "db")

@@ -17,6 +17,10 @@ One per instance, beside the gateway and the keeper. It
   webhook delays nothing else);
 - serves Prometheus' text format on /metrics (routed by the gateway as https://metrics.localhost:PORT).
 
+A swarm env has a collector of its own (`--only APP.ENV`, rules from `--rules`; swarm_metrics.py): its
+gateway logs `tasks.SERVICE` and the address of the task that answered, which it maps to the task's labels
+through the manager's task list.
+
 It runs in the sandbox image with the engine's socket (whoever controls it controls the engine) and
 the host's network (webhooks to 127.0.0.1 reach the host), listening only on the address of the
 engine's default bridge that the gateway is on. Standard library only.
@@ -265,8 +269,16 @@ class Tail:
 
 # ------------------------------------------------------------------ the collector
 class Collector:
-    def __init__(self, engine: Engine, instance: str, data: Path, access: Path, edge: str) -> None:
+    def __init__(self, engine: Engine, instance: str, data: Path, access: Path, edge: str,
+                 only: str | None = None, rules: Path | None = None) -> None:
         self.engine, self.instance, self.data, self.edge = engine, instance, data, edge
+        self.rules_folder = rules or data / "rules"
+        # the containers it samples: the instance's, or (a swarm env's own collector, `only` APP.ENV) one env's
+        app, _, env = (only or "").rpartition(".")
+        self.filters = [f"minicloud.instance={instance}",
+                        *([f"minicloud.app={app}", f"minicloud.env={env}"] if only else [])]
+        self.tasks_at: dict[str, dict] = {}  # a swarm task's address -> its labels (the gateway logs the address)
+        self.tasks_refreshed = 0.0
         self.db = open_db(data / "metrics.db")
         self.lock = threading.RLock()  # the database and the in-memory state
         self.tail = Tail(access / "access.log")
@@ -305,7 +317,7 @@ class Collector:
         if not force and now - self.names_refreshed < 2.0:
             return
         self.names_refreshed = now
-        found = self.engine.containers([f"minicloud.instance={self.instance}"])
+        found = self.engine.containers(self.filters)
         with self.lock:
             for info in self.names.values():
                 info["state"] = "removed"  # kept: the access log may still name it
@@ -321,6 +333,11 @@ class Collector:
     def series_of(self, record: dict) -> tuple[str, str, str, str] | None:
         """(app, env, role, release) of one access log record; None: not an env's request."""
         upstream = record.get("up") or ""
+        if upstream.startswith("tasks."):  # a swarm service: the task that answered is the address logged
+            info = self.task_at((record.get("ua") or "").split(",")[-1].strip().rsplit(":", 1)[0])
+            if info is None:
+                return None
+            return info["app"], info["env"], info["role"], info["release"]
         if upstream:
             name = upstream.rsplit(":", 1)[0]
             info = self.names.get(name)
@@ -338,6 +355,25 @@ class Collector:
         if len(parts) == 3 and parts[2] == "localhost":
             return parts[0], parts[1], role, "-"
         return None
+
+    def task_at(self, address: str) -> dict | None:
+        """The labels of the swarm task that has (or last had) `address` on the env's network."""
+        if address and address not in self.tasks_at and time.monotonic() - self.tasks_refreshed > 2.0:
+            self.tasks_refreshed = time.monotonic()
+            status, tasks = self.engine.call("GET", "/tasks")
+            wanted = dict(f.split("=", 1) for f in self.filters)
+            # oldest first, so that the newest task with an address (one reused after a task went) wins
+            for task in sorted(tasks if status == 200 and isinstance(tasks, list) else [],
+                               key=lambda t: (t.get("Status", {}).get("State") == "running", t.get("UpdatedAt", ""))):
+                labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
+                if any(labels.get(k) != v for k, v in wanted.items()):
+                    continue
+                info = {"app": labels.get("minicloud.app", ""), "env": labels.get("minicloud.env", ""),
+                        "role": labels.get("minicloud.role", ""), "release": labels.get("minicloud.release", "-")}
+                for attachment in task.get("NetworksAttachments") or []:
+                    for cidr in attachment.get("Addresses") or []:
+                        self.tasks_at[cidr.split("/")[0]] = info
+        return self.tasks_at.get(address)
 
     # -------------------------------------------------------------- the access log
     def resume(self) -> None:
@@ -451,6 +487,9 @@ class Collector:
                 return
             os.replace(path, path.with_name(path.name + ".1"))
             status, body = self.engine.call("POST", f"/containers/{self.edge}/kill?signal=USR1")
+            if status == 404:  # a swarm env's gateway: the container of its service's task
+                for c in self.engine.containers([f"com.docker.swarm.service.name={self.edge}"], all=False):
+                    status, body = self.engine.call("POST", f"/containers/{c['Id']}/kill?signal=USR1")
             log(f"rotated the access log (gateway reopen: {status})")
 
     def tail_loop(self) -> None:
@@ -548,7 +587,7 @@ class Collector:
             time.sleep(max(0.1, SAMPLE_SECONDS - (time.monotonic() - started)))
 
     def seed_restarts(self) -> None:
-        for c in self.engine.containers([f"minicloud.instance={self.instance}"]):
+        for c in self.engine.containers(self.filters):
             if c.get("State") != "created":
                 self.started.add(c["Id"])
             inspected = self.engine.inspect(c["Id"]) or {}
@@ -559,7 +598,7 @@ class Collector:
         policy after a crash, or the keeper after a kill)."""
         while True:
             try:
-                for event in self.engine.events([f"minicloud.instance={self.instance}"], ["start", "die", "stop"]):
+                for event in self.engine.events(self.filters, ["start", "die", "stop"]):
                     cid, action = event.get("id", ""), event.get("Action") or event.get("status")
                     with self.lock:
                         if action == "stop":
@@ -579,7 +618,7 @@ class Collector:
 
     # -------------------------------------------------------------- alerts
     def load_rules(self) -> None:
-        folder = self.data / "rules"
+        folder = self.rules_folder
         seen = set()
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             seen.add(path.name)
@@ -863,9 +902,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", required=True, help="IP:PORT of the Prometheus endpoint")
     parser.add_argument("--edge", required=True, help="the gateway container (told to reopen its log)")
     parser.add_argument("--socket", default="/var/run/docker.sock")
+    parser.add_argument("--only", metavar="APP.ENV", help="one env's containers (a swarm env's own collector)")
+    parser.add_argument("--rules", type=Path, help="folder of the alert rules (default: DATA/rules)")
     args = parser.parse_args(argv)
-    log(f"collecting instance {args.instance}")
-    Collector(Engine(args.socket), args.instance, args.data, args.access, args.edge).run(args.listen)
+    log(f"collecting instance {args.instance}" + (f", env {args.only}" if args.only else ""))
+    Collector(Engine(args.socket), args.instance, args.data, args.access, args.edge, args.only,
+              args.rules).run(args.listen)
     return 0
 
 
