@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, NotFound
 
-from . import canary, engine, hosts, images, keeper, logs, metrics, variables
+from . import canary, engine, hosts, images, keeper, logs, metrics, swarm, variables
 from .config import (
     LABEL_APP,
     LABEL_ENV,
@@ -46,7 +46,7 @@ from .swarm_env import SwarmEnv
 from .workspace import Workspace
 
 SWARM_VERBS = ("env build, deploy (--canary too), canary, promote, status, scale, stop, start, restart, logs, "
-               "metrics, top, alerts, releases, rollback, db and env destroy")
+               "metrics, top, alerts, fn deploy, fn invoke, fn list, releases, rollback, db and env destroy")
 
 
 class Cloud(Workspace):
@@ -294,19 +294,28 @@ class Cloud(Workspace):
         return DeployResult(env, self.app, release, previous, self.url(env), round(time.monotonic() - started, 3))
 
     def _check_swarm_parts(self, env: str) -> None:
-        if self.manifest.functions.functions:
-            raise BadInput(f"env {env} runs on a swarm, where [functions] do not run yet",
-                           hint=f"deploy the functions to a local env, or leave [functions] out of {self.manifest.path.name} "
-                                "for this app")
+        if not self.manifest.has_server:
+            raise BadInput(f"env {env} runs on a swarm, where an app server runs beside its [functions]; a "
+                           "workspace of functions only deploys to a local env",
+                           hint=f"add [app] start = \"...\" to {self.manifest.path.name}, or set engine = \"local\" "
+                                f"in [env.{env}]")
 
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
         started = time.monotonic()
         with self.lock(env).hold("deploy"):
             previous = self._swarm_prepare(env, on_swarm, progress)
             on_swarm.canary().refuse_if_running()
-            release, _ = on_swarm.deploy(variables.as_environment(self._variables(env, None)), progress,
-                                         files=self._swarm_files(env))
+            environment, files = variables.as_environment(self._variables(env, None)), self._swarm_files(env)
+            release, _ = on_swarm.deploy(environment, progress, files=files)
+            if self.manifest.functions.functions:  # the app and its functions, as one deploy
+                functions = self._functions_on(on_swarm)
+                on_swarm.ensure_functions(functions.package(list(functions.specs), progress), environment, files,
+                                          progress)
         return self._swarm_result(env, release, previous, started)
+
+    def _functions_on(self, on_swarm: SwarmEnv) -> Functions:
+        """The functions' packaging, on the engine that builds the swarm env's releases."""
+        return on_swarm.functions().local
 
     def _swarm_prepare(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> str | None:
         """What every swarm deploy does first: a built env; the sandbox's packages and the data API's rules
@@ -379,7 +388,12 @@ class Cloud(Workspace):
             state = "running" if len(running) == service["replicas"] == len(tasks) else "degraded"
         release = next((t.release for t in running), None)
         grey = on_swarm.tasks_of(on_swarm.canary().service())
-        return EnvStatus(env, self.app, state, release, self.url(env),
+        functions = {}
+        if self.manifest.functions.functions and service is not None:
+            live = on_swarm.functions().status(quiet=True) or {}
+            functions = {name: {k: v for k, v in fn.items() if k != "instances"}
+                         for name, fn in live.get("functions", {}).items()}
+        return EnvStatus(env, self.app, state, release, self.url(env), functions=functions,
                          tasks=[t.as_dict() for t in [*tasks, *grey]])
 
     # ----------------------------------------------------------------- grey releases
@@ -571,6 +585,8 @@ class Cloud(Workspace):
     # ----------------------------------------------------------------- functions
     def fn_deploy(self, env: str, names: list[str] | None = None, progress: Progress | None = None) -> dict:
         """Function code only: no image is built; in-flight invocations finish on the old version."""
+        if (on_swarm := self._swarm(env)) is not None:
+            return self._swarm_fn_deploy(env, on_swarm, names, progress or NullProgress())
         self._check_local(env)
         progress = progress or NullProgress()
         started = time.monotonic()
@@ -588,14 +604,35 @@ class Cloud(Workspace):
             self._functions_live(env, versions, progress)
         return {"env": env, "app": self.app, "versions": versions, "seconds": round(time.monotonic() - started, 3)}
 
+    def _swarm_fn_deploy(self, env: str, on_swarm: SwarmEnv, names: list[str] | None, progress: Progress) -> dict:
+        started = time.monotonic()
+        functions = self._functions_on(on_swarm)
+        if not functions.specs:
+            raise BadInput(f"{self.manifest.path} has no [functions.NAME] table", hint="add one, e.g. [functions.hello]")
+        functions.check_sources(names)
+        if not on_swarm.is_built():
+            raise NotBuilt(f"environment {env} of {self.app} is not built on this swarm", hint=f"minicloud env build {env}")
+        with self.lock(env).hold("fn deploy"):
+            live = {n: v for n, v in on_swarm.functions().live_versions().items() if n in functions.specs}
+            versions = {**live, **functions.package(names or list(functions.specs), progress)}
+            versions.update(functions.package([n for n in functions.specs if n not in versions], progress))
+            on_swarm.ensure_functions(versions, variables.as_environment(self._variables(env, None)),
+                                      self._swarm_files(env), progress)
+        return {"env": env, "app": self.app, "versions": versions, "seconds": round(time.monotonic() - started, 3)}
+
     def fn_invoke(self, env: str, name: str, event: object) -> Invocation:
-        self._check_local(env)
+        on_swarm = self._swarm(env)
+        if on_swarm is None:
+            self._check_local(env)
         functions = self._functions(env)
         functions.check_sources([name])
-        return functions.invoke(name, event, self.ca_path())
+        return functions.invoke(name, event, self.ca_path(),
+                                address=swarm.env_gateway_address(self, env) if on_swarm is not None else None)
 
     def fn_list(self, env: str) -> dict:
         """Each function's version, instances, queue, invocations, errors and p95; each runtime's pool."""
+        if (on_swarm := self._swarm(env)) is not None:
+            return {"env": env, "app": self.app, **(on_swarm.functions().status() or {})}
         self._check_local(env)
         self._network(env)
         return {"env": env, "app": self.app, **self._functions(env).status()}

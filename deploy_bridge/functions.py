@@ -163,14 +163,18 @@ class Functions:
             return {}
         return {n: f["version"] for n, f in json.loads(path.read_text()).get("functions", {}).items()}
 
-    def write_config(self, versions: dict[str, str], environment: dict[str, str], binds: list[str]) -> int:
-        """Make these versions live; returns how many functions the config holds."""
+    def runtimes(self) -> set[str]:
+        return {spec.runtime for spec in self.specs.values()}
+
+    def config(self, versions: dict[str, str], environment: dict[str, str], binds: list[str],
+               **where: Any) -> dict[str, Any]:
+        """What the scheduler reads (config.json). `where`: the folders (functions_dir, agents_dir, sdk_dir)
+        and runtime images as the scheduler's engine names them, when they are not this machine's."""
         s = self.settings
-        runtimes = {spec.runtime for spec in self.specs.values()}
-        config = {
+        return {
             "instance": s.instance, "prefix": s.prefix, "app": self.app, "env": self.env,
             "network": s.network(self.app, self.env), "pool": self.manifest.functions.pool,
-            "images": {r: images.runtime_image(self.client, r, None) for r in runtimes},
+            "images": {r: images.runtime_image(self.client, r, None) for r in self.runtimes()},
             "functions_dir": str(self.folder.resolve()), "agents_dir": str(AGENTS_DIR), "sdk_dir": str(SDK_DIR),
             "environment": environment, "binds": binds,
             "functions": {name: {"runtime": spec.runtime, "memory": spec.memory, "timeout": spec.timeout,
@@ -178,7 +182,12 @@ class Functions:
                                  "max_instances": spec.max_instances, "keep_alive": spec.keep_alive,
                                  "version": versions[name]}
                           for name, spec in self.specs.items() if name in versions},
+            **where,
         }
+
+    def write_config(self, versions: dict[str, str], environment: dict[str, str], binds: list[str]) -> int:
+        """Make these versions live; returns how many functions the config holds."""
+        config = self.config(versions, environment, binds)
         self._ensure_folder()
         tmp = self.folder / f".config-{uuid.uuid4().hex[:6]}.json"
         tmp.write_text(json.dumps(config, indent=2))
@@ -270,14 +279,19 @@ class Functions:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     # ------------------------------------------------------------------ invoking
-    def invoke(self, name: str, event: Any, ca_path: str, timeout: float | None = None) -> Invocation:
+    def invoke(self, name: str, event: Any, ca_path: str, timeout: float | None = None,
+               address: str | None = None) -> Invocation:
+        """POST `event` to the function through the env's gateway (at `address`: a swarm env's manager)."""
+        from .swarm import connect_to
+
         url = self.settings.url(self.settings.app_host(self.app, self.env)) + f"{FUNCTIONS_PATH}/{name}"
         spec = self.specs.get(name)
         started = time.perf_counter()
         try:
             with httpx.Client(verify=ssl.create_default_context(cafile=ca_path),
                               timeout=timeout or (spec.timeout + 30 if spec else 60)) as client:
-                response = client.post(url, json=event)
+                target, options = connect_to(url, address)
+                response = client.post(target, json=event, **options)
         except httpx.HTTPError as err:
             raise MinicloudError(f"{url} does not answer: {err}", hint=f"minicloud status {self.env}") from None
         try:

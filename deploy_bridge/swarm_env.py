@@ -46,6 +46,8 @@ from . import logs, registry, swarm
 from .config import LABEL_RELEASE, Settings
 from .credentials import DbCredentials
 from .errors import MinicloudError, ReleaseUnhealthy
+from .functions import PORT as FUNCTIONS_PORT
+from .gateway import FUNCTIONS_PATH
 from .manifest import Manifest
 from .progress import NullProgress, Progress
 from .releases import ReleaseBuilder
@@ -54,6 +56,7 @@ from .swarm_canary import SwarmCanary
 from .swarm_data import SwarmData
 from .swarm_db import SwarmDatabase
 from .swarm_files import SwarmFiles
+from .swarm_functions import SwarmFunctions
 from .swarm_gateway import SwarmGateway
 from .swarm_metrics import SwarmMetrics
 from .swarm_registry import ImageRoute, SwarmRegistry
@@ -178,6 +181,15 @@ class SwarmEnv:
         self.metrics().ensure(network, gateway.service_name, gateway.volume_name, gateway.node() or "", route,
                               progress)
 
+    def functions(self) -> SwarmFunctions:
+        return SwarmFunctions(self.manager, self.builder, self.settings, self.manifest, self.env, self.engine_socket)
+
+    def ensure_functions(self, versions: dict[str, str], environment: dict[str, str],
+                         files: dict[str, tuple[bytes, bool]], progress: Progress | None = None) -> None:
+        """Make these function versions live on the manager (the scheduler is started if needed)."""
+        self.functions().ensure(self.ensure_network(), versions, environment, files, self.image_route(progress),
+                                progress)
+
     def metrics(self) -> SwarmMetrics:
         return SwarmMetrics(self.manager, self.builder, self.settings, self.manifest, self.env, self.engine_socket)
 
@@ -187,6 +199,8 @@ class SwarmEnv:
         found = {s.app_host(self.app, self.env): (f"tasks.{self.service_name}", self.manifest.port)}
         if self.config.sandbox and self.sandbox().service() is not None:
             found[s.sandbox_host(self.app, self.env)] = (f"tasks.{self.sandbox().name}", SANDBOX_PORT)
+        if self.manifest.functions.functions:  # HOST/fn/: the functions' scheduler
+            found[s.app_host(self.app, self.env) + FUNCTIONS_PATH] = (f"tasks.{self.functions().name}", FUNCTIONS_PORT)
         return {**found, **self.data().routes()}
 
     def data(self) -> SwarmData:
@@ -365,7 +379,7 @@ class SwarmEnv:
                                                            *self.tasks_of(self.canary().service(), all_tasks=True)]})
             return releases.get(task_id)
 
-        found = []
+        found = self.functions().log_sources(roles)
         data = self.data()
         for role, name in (("app", self.service_name), ("app", self.canary().service_name), ("db", self.database().name),
                            ("sandbox", self.sandbox().name), ("data", data.api_name), ("datadb", data.store_name),
@@ -450,18 +464,20 @@ class SwarmEnv:
         `with_data`. Everything is asked to go at once, then swept until Swarm lets go of it."""
         progress = progress or NullProgress()
         gateway, sandbox, database = self.gateway(), self.sandbox(), self.database()
-        data, grey, collector = self.data(), self.canary(), self.metrics()
+        data, grey, collector, functions = self.data(), self.canary(), self.metrics(), self.functions()
         owners = [(self.service_name, self.labels("app")), (grey.service_name, self.labels("canary")),
                   (collector.name, collector.labels()), (gateway.service_name, gateway.labels()),
+                  (functions.name, functions.labels()),
                   (sandbox.name, sandbox.labels()), *data.owners(), (database.name, database.labels())]
         for name, _ in owners:
             with contextlib.suppress(NotFound):
                 self.manager.services.get(name).remove()
                 progress.report(f"removed service {name}")
         stores = [SwarmFiles(self.manager, name, labels) for name, labels in owners]
-        # the gateway's routes are no data of the user's: they go with the env
-        volumes = [gateway.volume_name, *([database.volume_name, sandbox.volume_name, collector.volume_name,
-                                           *data.volumes()] if with_data else [])]
+        # the gateway's routes and the functions' code (packaged here again at each deploy) are not the user's
+        # data: they go with the env
+        kept = [database.volume_name, sandbox.volume_name, collector.volume_name, *data.volumes()]
+        volumes = [gateway.volume_name, *functions.remove(), *(kept if with_data else [])]
         progress.report(f"waiting for the tasks to stop (an app task drains up to {self.grace_seconds()} s)")
         deadline = time.monotonic() + 90
         while True:

@@ -36,6 +36,8 @@ from typing import Any
 
 REFRESH_SECONDS = 15.0
 PULSE_SECONDS = 1.0  # an alert reaches the editor within about this of the collector recording it
+# a swarm env's metrics are a copy of its collector's store, made in its task on the manager: less often
+SWARM_PULSE_SECONDS = 5.0
 ROUTES_EVERY = 5  # pulses: the per-route view (15 minutes) changes slowly
 ROUTE_WINDOW_SECONDS = 900
 
@@ -120,7 +122,10 @@ class Reader:
         last: dict[str, Any] = {}
         routes: list = []
         for beat in itertools.count():
+            pause = PULSE_SECONDS
             try:
+                if cloud.manifest.env(self.env).engine == "swarm":
+                    pause = SWARM_PULSE_SECONDS
                 pulse = read_pulse(cloud, self.env, with_routes=beat % ROUTES_EVERY == 0)
                 routes = pulse.pop("routes", routes)
                 pulse["routes"] = routes
@@ -136,7 +141,7 @@ class Reader:
                     last = {}
                     self.emit({"kind": "pulse", "live": None, "routes": [], "canary": None,
                                "error": f"{type(err).__name__}: {err}"})
-            time.sleep(PULSE_SECONDS)
+            time.sleep(pause)
 
     def run(self) -> None:
         from deploy_bridge.cloud import Cloud

@@ -263,19 +263,36 @@ def test_swarm_settings_errors_name_the_line_and_say_what_is_wrong(line, key, sa
     assert says in problems[0].message
 
 
-def test_a_swarm_env_refuses_the_verbs_that_do_not_run_there_yet_by_name(tmp_path: Path):
+def test_every_verb_of_a_swarm_env_takes_its_swarm_branch_before_the_local_engines_code():
+    """Architecture Invariant: a verb that reaches the local engine's code (`_check_local`) has asked whether
+    the env is on a swarm (`_swarm`) first, or is refused there by `_check_local` itself."""
+    import inspect
+
+    from deploy_bridge.cloud import Cloud
+
+    local_paths = ("self._check_local(env)", "self._begin(env", "self._bring_up(env")  # the last two check too
+    checked = []
+    for name, method in inspect.getmembers(Cloud, inspect.isfunction):
+        source = inspect.getsource(method)
+        found = [source.index(path) for path in local_paths if path in source]
+        if name.startswith("_") or not found:
+            continue
+        checked.append(name)
+        assert "self._swarm(env)" in source[:min(found)], f"Cloud.{name} reaches the local engine without a swarm branch"
+    assert {"deploy", "status", "rollback", "promote", "start", "fn_deploy", "metrics", "canary_status"} <= set(checked)
+
+
+def test_a_verb_of_swarm_envs_only_is_refused_on_a_local_env_by_name(tmp_path: Path):
     from deploy_bridge.cloud import Cloud
     from deploy_bridge.errors import BadInput, MinicloudError
 
     (tmp_path / "minicloud.toml").write_text(GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n'))
     cloud = Cloud(tmp_path)
-    for verb in (lambda: cloud.fn_list("prod"), lambda: cloud.fn_deploy("prod"),
-                 lambda: cloud.fn_invoke("prod", "hello", {})):
-        with pytest.raises(MinicloudError, match='runs on a swarm') as refused:
-            verb()
-        assert "scale" in refused.value.hint and "logs" in refused.value.hint
     with pytest.raises(BadInput, match="scale is for swarm envs"):
         cloud.scale("test", 2)
+    with pytest.raises(MinicloudError, match='runs on a swarm') as refused:
+        cloud._check_local("prod")  # what a verb with no swarm branch would say
+    assert "fn invoke" in refused.value.hint and "logs" in refused.value.hint
 
 
 def test_a_swarm_env_is_named_and_reached_on_its_own_gateway_port(tmp_path: Path):
@@ -289,14 +306,16 @@ def test_a_swarm_env_is_named_and_reached_on_its_own_gateway_port(tmp_path: Path
     assert not cloud.url("test").endswith(":8444"), "the other envs keep the instance's port"
 
 
-def test_a_swarm_env_with_functions_is_refused_by_name_before_anything_runs(tmp_path: Path, docker_engine):
+def test_a_swarm_env_of_functions_only_is_refused_by_name_before_anything_runs(tmp_path: Path, docker_engine):
     from deploy_bridge.cloud import Cloud
     from deploy_bridge.errors import BadInput
 
+    functions_only = GOOD.replace('runtime = "nodejs"\nstart = "node server.js"\nport = 3000\nhealth = "/healthz"\n', "")
     (tmp_path / "minicloud.toml").write_text(
-        GOOD.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n') + "\n[functions.hello]\n")
+        functions_only.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n') + "\n[functions.hello]\n")
     cloud = Cloud(tmp_path)
+    assert not cloud.manifest.has_server
     for verb in (cloud.build_env, cloud.deploy):
-        with pytest.raises(BadInput, match=r"runs on a swarm, where \[functions\] do not run yet"):
+        with pytest.raises(BadInput, match=r"runs on a swarm, where an app server runs beside its \[functions\]"):
             verb("prod")
     assert not (tmp_path / ".minicloud" / "prod").exists(), "nothing made for the env"

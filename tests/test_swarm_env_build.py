@@ -4,8 +4,8 @@ registry), MariaDB as a service pinned to the manager with its volume, the app r
 overlay, the sandbox open platform as a service the app reaches by its URL (the CA and the app's key given as
 Swarm files), the data API (PostgreSQL and its server as services) that the app calls with the client SDK,
 `minicloud db` and the editor's tables (the language server's engine reader) on it, a member's login through
-the sandbox, the editor's cloud commands and log panel, the env's metrics and an alert's webhook, and the
-data kept across `env destroy` unless `--with-data`.
+the sandbox, the editor's cloud commands and log panel, a cloud function (invoked, redeployed, listed, its
+log), the env's metrics and an alert's webhook, and the data kept across `env destroy` unless `--with-data`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ read = "auth != null"
 engine = "swarm"
 sandbox = false
 gateway_port = {staging_port}
+
+[functions]
+runtime = "nodejs"
+pool = 1
+
+[functions.hello]
 
 [alerts]
 latency = "p50 > 0ms"  # holds while requests come: fires at the first
@@ -130,6 +136,22 @@ class Webhook:
         raise AssertionError(f"no such webhook call within {timeout:.0f} s (got {seen})")
 
 
+# a function that greets, and says whether it reaches the env's database (by the app's settings) and has the CA
+FUNCTION = """\
+const net = require('net'), fs = require('fs');
+exports.main = (event, context) => new Promise(resolve => {
+  console.log('hello ' + event.name);
+  const c = net.connect(+process.env.MYSQL_PORT, process.env.MYSQL_HOST);
+  c.once('data', d => {
+    resolve({ hello: event.name, version: VERSION, db: d.toString('latin1').includes('MariaDB'),
+              ca: fs.existsSync('/etc/minicloud/ca.pem') });
+    c.destroy();
+  });
+  c.on('error', e => resolve({ hello: event.name, db: e.message }));
+});
+"""
+
+
 def engine_view(ws, environ: dict[str, str], timeout: float = 60) -> dict:
     """The first view the language server's engine reader (its child process) sends for env prod."""
     reader = subprocess.Popen([sys.executable, "-m", "lsp_server.engine_view", str(ws), "prod"], cwd=ws, env=environ,
@@ -167,6 +189,8 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         hook = stack.enter_context(Webhook(lab.bridge_address))  # on this machine, as the lab's nodes reach it
         (ws / "minicloud.toml").write_text(MANIFEST.format(name=name, staging_port=staging_port, webhook=hook.url))
         (ws / "server.js").write_text(SERVER)
+        (ws / "functions" / "hello").mkdir(parents=True)
+        (ws / "functions" / "hello" / "index.js").write_text(FUNCTION.replace("VERSION", "1"))
         environ = {**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}",
                    "MINICLOUD_BUILD_HOST": "unix:///var/run/docker.sock"}
 
@@ -191,7 +215,8 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         pinned = f"node.id=={lab.manager_node_id}"
         # Architecture Invariant: a swarm service whose data is on a volume runs one task, pinned to one node
         for own in (f"{s.prefix}-registry", *(s.container(name, "prod", role) for role in ("db", "sandbox", "data",
-                                                                                         "datadb", "collector"))):
+                                                                                         "datadb", "collector",
+                                                                                         "functions"))):
             assert pinned in services[own]["TaskTemplate"]["Placement"]["Constraints"], own
             assert services[own]["Labels"]["minicloud.instance"] == s.instance
         registry_address = f"{lab.manager_address}:5000"
@@ -250,6 +275,22 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         finally:
             editor.close()
 
+        # a function beside the app: its scheduler and instances on the manager, invoked through the env's gateway
+        def invoke() -> dict:
+            called = json.loads(cli("fn", "invoke", "prod", "hello", "--data", '{"name": "swarm"}', "--json").stdout)
+            assert called["status"] == 200, called
+            return called["result"]
+
+        assert invoke() == {"hello": "swarm", "version": 1, "db": True, "ca": True}
+        (ws / "functions" / "hello" / "index.js").write_text(FUNCTION.replace("VERSION", "2"))
+        shipped = json.loads(cli("fn", "deploy", "prod", "hello", "--json").stdout)["versions"]["hello"]
+        assert invoke()["version"] == 2, "the new code takes the next invocation"
+        listed = json.loads(cli("fn", "list", "prod", "--json").stdout)["functions"]["hello"]
+        assert (listed["version"], listed["invocations"], listed["errors"]) == (shipped, 2, 0), listed  # both calls
+        assert json.loads(cli("status", "prod", "--json").stdout)["functions"]["hello"]["version"] == shipped
+        said = [json.loads(line) for line in cli("logs", "prod", "--role", "function", "--json").stdout.splitlines()]
+        assert [line["line"] for line in said if line["line"].endswith("hello swarm")], said[-5:]
+
         # metrics: the env's collector, beside its gateway, counts each request by the release of the task that
         # answered it, exactly once; an alert fires and its webhook is called from the swarm
         def counted() -> int:
@@ -299,7 +340,9 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         assert "database volume and credentials kept" in gone.stdout
         left = {svc.name for svc in lab.manager.services.list()}
         assert not {s.container(name, "prod", role) for role in ("app", "db", "sandbox", "data", "datadb", "gateway",
-                                                                 "collector")} & left
+                                                                 "collector", "functions")} & left
+        assert not lab.manager.containers.list(all=True, filters={"label": [f"minicloud.app={name}",
+                                                                            "minicloud.role=function"]}), "an instance left"
         assert not [c.name for c in [*lab.manager.configs.list(), *lab.manager.secrets.list()] if name in c.name]
         assert f"{s.prefix}-registry" in left, "the registry serves every env of the instance: it stays"
         volume = s.volume(name, "prod", "db")
