@@ -306,11 +306,13 @@ class Cloud(Workspace):
             previous = self._swarm_prepare(env, on_swarm, progress)
             on_swarm.canary().refuse_if_running()
             environment, files = variables.as_environment(self._variables(env, None)), self._swarm_files(env)
-            release, _ = on_swarm.deploy(environment, progress, files=files)
-            if self.manifest.functions.functions:  # the app and its functions, as one deploy
-                functions = self._functions_on(on_swarm)
-                on_swarm.ensure_functions(functions.package(list(functions.specs), progress), environment, files,
-                                          progress)
+            functions = self._functions_on(on_swarm)
+            # the app and its functions as one release: its image records their versions (a rollback's)
+            versions = functions.package(list(functions.specs), progress) if functions.specs else None
+            labels = {LABEL_FN_VERSIONS: versions_label(versions)} if versions is not None else None
+            release, _ = on_swarm.deploy(environment, progress, files=files, labels=labels)
+            if versions is not None:
+                on_swarm.ensure_functions(versions, environment, files, progress)
         return self._swarm_result(env, release, previous, started)
 
     def _functions_on(self, on_swarm: SwarmEnv) -> Functions:
@@ -524,8 +526,13 @@ class Cloud(Workspace):
                     progress.report(f"canary {removed} removed; {previous} serves every user", 100)
                     return DeployResult(env, self.app, previous or "", removed, self.url(env),
                                         round(time.monotonic() - started, 3))
-                release, _ = on_swarm.rollback(variables.as_environment(self._variables(env, None)), to, progress,
-                                               files=self._swarm_files(env))
+                environment, files = variables.as_environment(self._variables(env, None)), self._swarm_files(env)
+                release, _ = on_swarm.rollback(environment, to, progress, files=files)
+                recorded = on_swarm.release_labels(release).get(LABEL_FN_VERSIONS) if self.manifest.functions.functions \
+                    else None
+                if recorded:  # the functions as they were deployed with that release
+                    versions = {n: v for n, v in json.loads(recorded).items() if n in self.manifest.functions.functions}
+                    on_swarm.ensure_functions(versions, environment, files, progress)
             return self._swarm_result(env, release, previous, started)
         progress, started = self._begin(env, progress)
         with self.lock(env).hold("rollback"):

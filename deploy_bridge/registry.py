@@ -262,3 +262,20 @@ def manifest_digest(address: str, repo: str, tag: str, *, timeout: float = 10.0)
     if not digest:
         raise MinicloudError(f"the registry at {address} gave no digest for {repo}:{tag}")
     return digest
+
+
+def image_labels(address: str, repo: str, tag: str, *, timeout: float = 10.0) -> dict[str, str]:
+    """The labels of REPO:TAG's image in the registry (its config's), e.g. the function versions a release
+    was deployed with; {} when it has none."""
+    repo = repo.removeprefix(f"{address}/")
+    try:
+        with _get(f"http://{address}/v2/{repo}/manifests/{tag}", timeout,
+                  {"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                             "application/vnd.oci.image.manifest.v1+json"}) as resp:
+            config = json.loads(resp.read())["config"]["digest"]
+        with _get(f"http://{address}/v2/{repo}/blobs/{config}", timeout) as resp:
+            return (json.loads(resp.read()).get("config") or {}).get("Labels") or {}
+    except urllib.error.HTTPError as err:
+        raise MinicloudError(f"{repo}:{tag} is not in the registry at {address} ({err.code})") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise MinicloudError(f"cannot read {repo}:{tag} in the registry at {address}: {err}") from None

@@ -158,7 +158,8 @@ class SwarmEnv:
 
     # ------------------------------------------------------------------ deploy
     def deploy(self, environment: dict[str, str], progress: Progress | None = None,
-               files: dict[str, tuple[bytes, bool]] | None = None) -> tuple[str, str]:
+               files: dict[str, tuple[bytes, bool]] | None = None,
+               labels: dict[str, str] | None = None) -> tuple[str, str]:
         """Build, push and roll out a new release; (release id, the image as the nodes pull it).
 
         `files`: what the app reads besides its image (path in the container -> content, secret or not):
@@ -167,7 +168,7 @@ class SwarmEnv:
         swarm.require_manager(self.manager)
         route = self.image_route(progress)
         network = self.ensure_network()
-        release, tag = ReleaseBuilder(self.builder, self.settings, self.manifest, self.env).build(progress)
+        release, tag = ReleaseBuilder(self.builder, self.settings, self.manifest, self.env).build(progress, labels)
         progress.check_cancelled()
         image = route.push(tag, progress)
         self.roll_out(image, release, environment, network, progress, files or {})
@@ -360,6 +361,11 @@ class SwarmEnv:
                             status.get("Err", ""), canary=service.name != self.service_name))
         out.sort(key=lambda t: (t.slot or 0, t.state != "running"))
         return out
+
+    def release_labels(self, release: str) -> dict[str, str]:
+        """The labels a release's image has in the registry (the function versions it was deployed with)."""
+        repo = self.settings.app_image(self.app, self.env, "x").split(":")[0]
+        return registry.image_labels(self.registry, repo, f"{self.env}-{release}")
 
     def releases(self) -> list[str]:
         if not self.config.registry and self.own_registry().service() is None:

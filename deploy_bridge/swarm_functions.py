@@ -91,6 +91,9 @@ class SwarmFunctions:
             for path, (data, _) in files.items():
                 archive.file(f"files/{Path(path).relative_to(FILES_DIR)}", data)
             for fn, version in sorted(versions.items()):
+                if f"{fn}/{version}" not in shipped and not (self.local.folder / "code" / fn / version).is_dir():
+                    raise MinicloudError(f"the code of function {fn} {version} is kept neither here nor on the manager",
+                                         hint=f"minicloud fn deploy {self.env} {fn} (from the code you want live)")
                 if f"{fn}/{version}" not in shipped:
                     progress.report(f"shipping function {fn} ({version}) to the manager")
                     archive.folder(self.local.folder / "code" / fn / version, f"functions/code/{fn}/{version}")

@@ -290,6 +290,12 @@ def test_env_build_runs_the_registry_and_the_database_as_services_and_keeps_the_
         assert json.loads(cli("status", "prod", "--json").stdout)["functions"]["hello"]["version"] == shipped
         said = [json.loads(line) for line in cli("logs", "prod", "--role", "function", "--json").stdout.splitlines()]
         assert [line["line"] for line in said if line["line"].endswith("hello swarm")], said[-5:]
+        # a release records its functions' versions: a rollback brings them back with the app
+        redeployed = json.loads(cli("deploy", "prod", "--json").stdout)
+        lab.images.append(s.app_image(name, "prod", redeployed["release"]))
+        rolled = json.loads(cli("rollback", "prod", "--json").stdout)
+        assert (rolled["release"], rolled["previous"]) == (built["release"], redeployed["release"])
+        assert invoke()["version"] == 1, "the function as it was deployed with that release"
 
         # metrics: the env's collector, beside its gateway, counts each request by the release of the task that
         # answered it, exactly once; an alert fires and its webhook is called from the swarm
