@@ -249,7 +249,6 @@ class Cloud(Workspace):
         `[deploy] canary` makes every deploy a judged canary, unless `all_at_once` or nothing serves yet."""
         progress = progress or NullProgress()
         if (on_swarm := self._swarm(env)) is not None:
-            self._check_swarm_parts(env)  # before the engine is asked anything
             serving = on_swarm.is_built() and any(t.state == "running" for t in on_swarm.tasks())
             canary, judge_seconds = self._configured_canary(canary, judge_seconds, all_at_once, serving, progress)
             if canary is not None:
@@ -277,7 +276,6 @@ class Cloud(Workspace):
 
     # ----------------------------------------------------------------- swarm envs
     def _swarm_build(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
-        self._check_swarm_parts(env)
         with self.lock(env).hold("env build"):
             on_swarm.build(credentials(self.workspace, env, self.app), progress)
             if self.manifest.env(env).sandbox:
@@ -293,13 +291,6 @@ class Cloud(Workspace):
     def _swarm_result(self, env: str, release: str, previous: str | None, started: float) -> DeployResult:
         return DeployResult(env, self.app, release, previous, self.url(env), round(time.monotonic() - started, 3))
 
-    def _check_swarm_parts(self, env: str) -> None:
-        if not self.manifest.has_server:
-            raise BadInput(f"env {env} runs on a swarm, where an app server runs beside its [functions]; a "
-                           "workspace of functions only deploys to a local env",
-                           hint=f"add [app] start = \"...\" to {self.manifest.path.name}, or set engine = \"local\" "
-                                f"in [env.{env}]")
-
     def _swarm_deploy(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> DeployResult:
         started = time.monotonic()
         with self.lock(env).hold("deploy"):
@@ -309,6 +300,11 @@ class Cloud(Workspace):
             functions = self._functions_on(on_swarm)
             # the app and its functions as one release: its image records their versions (a rollback's)
             versions = functions.package(list(functions.specs), progress) if functions.specs else None
+            if not self.manifest.has_server:  # functions alone: the release records their versions
+                previous = on_swarm.functions_release()
+                release = on_swarm.deploy_functions_only(versions or {}, environment, files, progress)
+                progress.report(f"{release}: functions live at {self.url(env)}/fn/", 100)
+                return self._swarm_result(env, release, previous, started)
             labels = {LABEL_FN_VERSIONS: versions_label(versions)} if versions is not None else None
             release, _ = on_swarm.deploy(environment, progress, files=files, labels=labels)
             if versions is not None:
@@ -322,7 +318,6 @@ class Cloud(Workspace):
     def _swarm_prepare(self, env: str, on_swarm: SwarmEnv, progress: Progress) -> str | None:
         """What every swarm deploy does first: a built env; the sandbox's packages and the data API's rules
         of now. The release serving before."""
-        self._check_swarm_parts(env)
         if not on_swarm.is_built():
             raise NotBuilt(f"environment {env} of {self.app} is not built on this swarm",
                            hint=f"minicloud env build {env}")
@@ -379,6 +374,13 @@ class Cloud(Workspace):
         return self.status(env)
 
     def _swarm_status(self, env: str, on_swarm: SwarmEnv) -> EnvStatus:
+        if not self.manifest.has_server:  # functions alone: they are what must answer
+            live = on_swarm.functions().status(quiet=True) if on_swarm.is_built() else None
+            state = "not-built" if not on_swarm.is_built() else ("running" if live is not None else "degraded")
+            functions = {name: {k: v for k, v in fn.items() if k != "instances"}
+                         for name, fn in (live or {}).get("functions", {}).items()}
+            return EnvStatus(env, self.app, state, on_swarm.functions_release() if live else None, self.url(env),
+                             functions=functions, tasks=[])
         service = on_swarm.service_spec()
         tasks = on_swarm.tasks()
         running = [t for t in tasks if t.state == "running"]
@@ -426,6 +428,18 @@ class Cloud(Workspace):
                          "reason": verdict.reason, "canary": verdict.canary, "baseline": verdict.baseline}
         progress.report(f"canary {release} {result.canary['state']}: {verdict.reason}", 100)
         return result
+
+    def canary_split(self, env: str) -> dict | None:
+        """A running canary's percent and the two releases (what the editor's status bar shows); None: none."""
+        if (on_swarm := self._swarm(env)) is not None:
+            return on_swarm.canary().split()
+        self._check_local(env)
+        route = self._edge().route(self.settings.app_host(self.app, env))
+        if route is None or not route.canary:
+            return None
+        releases = {c.name: c.labels.get(LABEL_RELEASE) for c in self.containers(env, role="app")}
+        return {"percent": route.canary_percent, "serving": releases.get(route.upstream or ""),
+                "canary": releases.get(route.canary)}
 
     def canary_status(self, env: str) -> dict:
         """The serving release and the canary side by side: requests, error rate, p95 since it started."""
@@ -517,23 +531,7 @@ class Cloud(Workspace):
 
     def rollback(self, env: str, to: str | None = None, progress: Progress | None = None) -> DeployResult:
         if (on_swarm := self._swarm(env)) is not None:
-            started = time.monotonic()
-            progress = progress or NullProgress()
-            with self.lock(env).hold("rollback"):
-                previous = (on_swarm.service_spec() or {}).get("release")
-                if to is None and on_swarm.canary().service() is not None:  # a canary runs: remove it
-                    removed = on_swarm.canary().abort(progress)
-                    progress.report(f"canary {removed} removed; {previous} serves every user", 100)
-                    return DeployResult(env, self.app, previous or "", removed, self.url(env),
-                                        round(time.monotonic() - started, 3))
-                environment, files = variables.as_environment(self._variables(env, None)), self._swarm_files(env)
-                release, _ = on_swarm.rollback(environment, to, progress, files=files)
-                recorded = on_swarm.release_labels(release).get(LABEL_FN_VERSIONS) if self.manifest.functions.functions \
-                    else None
-                if recorded:  # the functions as they were deployed with that release
-                    versions = {n: v for n, v in json.loads(recorded).items() if n in self.manifest.functions.functions}
-                    on_swarm.ensure_functions(versions, environment, files, progress)
-            return self._swarm_result(env, release, previous, started)
+            return self._swarm_rollback(env, on_swarm, to, progress or NullProgress())
         progress, started = self._begin(env, progress)
         with self.lock(env).hold("rollback"):
             current = self._current_release(env)
@@ -555,6 +553,35 @@ class Cloud(Workspace):
             if not self.manifest.has_server:  # live once the scheduler runs the versions
                 result.seconds = round(time.monotonic() - started, 3)
             return result
+
+    def _swarm_rollback(self, env: str, on_swarm: SwarmEnv, to: str | None, progress: Progress) -> DeployResult:
+        started = time.monotonic()
+        with self.lock(env).hold("rollback"):
+            if not self.manifest.has_server:
+                previous = on_swarm.functions_release()
+                older = [r for r in on_swarm.releases() if previous is None or r < previous]
+                if to is None and not older:
+                    raise MinicloudError(f"no release of {self.app}/{env} older than {previous} to roll back to",
+                                         hint=f"minicloud releases {env}")
+                release = on_swarm.release_matching(to) if to is not None else older[-1]
+                if release == previous:
+                    raise MinicloudError(f"{release} is already the live release of {self.app}/{env}")
+            else:
+                previous = (on_swarm.service_spec() or {}).get("release")
+                if to is None and on_swarm.canary().service() is not None:  # a canary runs: remove it
+                    removed = on_swarm.canary().abort(progress)
+                    progress.report(f"canary {removed} removed; {previous} serves every user", 100)
+                    return DeployResult(env, self.app, previous or "", removed, self.url(env),
+                                        round(time.monotonic() - started, 3))
+            environment, files = variables.as_environment(self._variables(env, None)), self._swarm_files(env)
+            if self.manifest.has_server:
+                release, _ = on_swarm.rollback(environment, to, progress, files=files)
+            recorded = on_swarm.release_labels(release).get(LABEL_FN_VERSIONS) if self.manifest.functions.functions \
+                else None
+            if recorded:  # the functions as they were deployed with that release
+                versions = {n: v for n, v in json.loads(recorded).items() if n in self.manifest.functions.functions}
+                on_swarm.ensure_functions(versions, environment, files, progress)
+        return self._swarm_result(env, release, previous, started)
 
     def _rollback_target(self, env: str, current: str | None, to: str | None) -> Release:
         known = list_releases(self._client(), self.settings, self.app, env, current)
@@ -631,7 +658,8 @@ class Cloud(Workspace):
         on_swarm = self._swarm(env)
         if on_swarm is None:
             self._check_local(env)
-        functions = self._functions(env)
+        # a swarm env's URL may name a gateway port of its own (its settings')
+        functions = self._functions(env) if on_swarm is None else self._functions_on(on_swarm)
         functions.check_sources([name])
         return functions.invoke(name, event, self.ca_path(),
                                 address=swarm.env_gateway_address(self, env) if on_swarm is not None else None)

@@ -114,9 +114,7 @@ class SwarmCanary:
             raise MinicloudError(f"no canary runs in {self.app}/{self.name_of_env}",
                                  hint=f"minicloud deploy {self.name_of_env} --canary 10")
         gateway, env = self.env.gateway(), self.env
-        routes = gateway.routes_now()
-        split = routes.get(self.host, "").split("|")
-        percent = int(split[2]) if len(split) == 3 and split[2].isdigit() else 0
+        percent = (self.split() or {}).get("percent", 0)
 
         def side(name: str, release: str | None) -> dict[str, Any]:
             counted = gateway.side(self._upstream(name))
@@ -131,6 +129,14 @@ class SwarmCanary:
         return {"app": self.app, "env": self.name_of_env, "percent": percent, "since": since,
                 "baseline": side(env.service_name, (env.service_spec() or {}).get("release")),
                 "canary": side(self.service_name, self.release())}
+
+    def split(self) -> dict[str, Any] | None:
+        """The editor's view of a running canary: its percent and the two releases (None: no canary)."""
+        if self.service() is None:
+            return None
+        split = self.env.gateway().routes_now().get(self.host, "").split("|")
+        return {"percent": int(split[2]) if len(split) == 3 and split[2].isdigit() else 0,
+                "serving": (self.env.service_spec() or {}).get("release"), "canary": self.release()}
 
     def judge(self, seconds: float, started: float, progress: Progress) -> Verdict:
         canary.wait_window(started, seconds, progress)

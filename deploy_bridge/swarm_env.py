@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,14 +45,15 @@ from docker.errors import APIError, NotFound
 from docker.types import EndpointSpec, Healthcheck, RollbackConfig, ServiceMode, UpdateConfig
 
 from . import logs, registry, swarm
-from .config import LABEL_RELEASE, Settings
+from .config import LABEL_FN_VERSIONS, LABEL_RELEASE, Settings
 from .credentials import DbCredentials
 from .errors import MinicloudError, ReleaseUnhealthy
 from .functions import PORT as FUNCTIONS_PORT
+from .functions import versions_label
 from .gateway import FUNCTIONS_PATH
 from .manifest import Manifest
 from .progress import NullProgress, Progress
-from .releases import ReleaseBuilder
+from .releases import ReleaseBuilder, record_release
 from .sandbox.platform import PORT as SANDBOX_PORT
 from .swarm_canary import SwarmCanary
 from .swarm_data import SwarmData
@@ -197,7 +200,8 @@ class SwarmEnv:
     def routes(self) -> dict[str, tuple[str, int]]:
         """What the env's gateway serves: host -> (upstream, port); the tasks of each service by name."""
         s = self.settings
-        found = {s.app_host(self.app, self.env): (f"tasks.{self.service_name}", self.manifest.port)}
+        found = ({s.app_host(self.app, self.env): (f"tasks.{self.service_name}", self.manifest.port)}
+                 if self.manifest.has_server else {})
         if self.config.sandbox and self.sandbox().service() is not None:
             found[s.sandbox_host(self.app, self.env)] = (f"tasks.{self.sandbox().name}", SANDBOX_PORT)
         if self.manifest.functions.functions:  # HOST/fn/: the functions' scheduler
@@ -424,6 +428,10 @@ class SwarmEnv:
         self.wait_converged(None, progress or NullProgress())
 
     def _require_service(self):
+        if not self.manifest.has_server:
+            raise MinicloudError(f"{self.app} is functions alone: env {self.env} has no app service to scale, stop "
+                                 "or restart", hint="its instances come and go with the invocations (reserved and "
+                                                    "max_instances in [functions.NAME])")
         service = self._service()
         if service is None:
             raise MinicloudError(f"env {self.env} has no app service on this swarm", hint=f"minicloud deploy {self.env}")
@@ -445,16 +453,45 @@ class SwarmEnv:
                 raise MinicloudError(f"env {self.env} has no earlier release to go back to",
                                      hint=f"minicloud releases {self.env}, then rollback {self.env} --to RELEASE")
         else:
-            matches = [r for r in self.releases() if r.startswith(to)]
-            if len(matches) != 1:
-                known = ", ".join(reversed(self.releases())) or "none"
-                raise MinicloudError(f"{'no' if not matches else 'more than one'} release of {self.env} "
-                                     f"starts with {to!r} (releases: {known})")
-            release = matches[0]
+            release = self.release_matching(to)
         image = f"{self.registry}/{self.settings.app_image(self.app, self.env, release)}"
         progress.report(f"rolling {self.env} back to {release}")
         self.roll_out(image, release, environment, self.ensure_network(), progress, files or {})
         return release, image
+
+    def release_matching(self, to: str) -> str:
+        """The one release whose id starts with `to`; MinicloudError naming the known ones otherwise."""
+        known = self.releases()
+        matches = [r for r in known if r.startswith(to)]
+        if len(matches) != 1:
+            raise MinicloudError(f"{'no' if not matches else 'more than one'} release of {self.env} "
+                                 f"starts with {to!r} (releases: {', '.join(reversed(known)) or 'none'})")
+        return matches[0]
+
+    # ------------------------------------------------------------------ a workspace of functions alone
+    def deploy_functions_only(self, versions: dict[str, str], environment: dict[str, str],
+                              files: dict[str, tuple[bytes, bool]], progress: Progress) -> str:
+        """No app service: the release is an image of labels only (the functions' versions), pushed like any
+        release, so `releases` and `rollback` read it; the gateway routes HOST/fn/ to the scheduler."""
+        swarm.require_manager(self.manager)
+        route = self.image_route(progress)
+        network = self.ensure_network()
+        recorded = versions_label(versions)
+        release, tag = record_release(self.builder, self.settings, self.app, self.env,
+                                      hashlib.sha256(recorded.encode()).hexdigest(), {LABEL_FN_VERSIONS: recorded})
+        route.push(tag, progress)
+        self.ensure_edge(network, route, progress)
+        self.ensure_functions(versions, environment, files, progress)
+        return release
+
+    def functions_release(self) -> str | None:
+        """With functions alone: the newest release whose recorded versions are the live ones."""
+        live = self.functions().live_versions()
+        for release in reversed(self.releases()) if live else []:
+            recorded = self.release_labels(release).get(LABEL_FN_VERSIONS)
+            if recorded and json.loads(recorded) == live:
+                return release
+        return None
 
     def scale(self, replicas: int, progress: Progress | None = None) -> None:
         progress = progress or NullProgress()

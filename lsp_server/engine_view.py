@@ -78,13 +78,7 @@ def read_pulse(cloud, env: str, with_routes: bool) -> dict[str, Any]:
     if with_routes:
         pulse["routes"] = live.pop("routes")
     pulse["live"] = live
-    if cloud.manifest.env(env).engine == "swarm":
-        return pulse
-    route = cloud._edge().route(cloud.settings.app_host(cloud.app, env))
-    if route is not None and route.canary:
-        releases = {c["container"]: c["release"] for c in pulse["live"]["containers"]}
-        pulse["canary"] = {"percent": route.canary_percent, "serving": releases.get(route.upstream or ""),
-                           "canary": releases.get(route.canary)}
+    pulse["canary"] = cloud.canary_split(env)
     return pulse
 
 

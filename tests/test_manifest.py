@@ -304,18 +304,3 @@ def test_a_swarm_env_is_named_and_reached_on_its_own_gateway_port(tmp_path: Path
     injected = {v.name: v.value for v in cloud.injected_vars("prod")}
     assert injected["MINICLOUD_URL"] == cloud.url("prod") and ":8444/" in injected.get("ALIPAY_GATEWAY", ":8444/")
     assert not cloud.url("test").endswith(":8444"), "the other envs keep the instance's port"
-
-
-def test_a_swarm_env_of_functions_only_is_refused_by_name_before_anything_runs(tmp_path: Path, docker_engine):
-    from deploy_bridge.cloud import Cloud
-    from deploy_bridge.errors import BadInput
-
-    functions_only = GOOD.replace('runtime = "nodejs"\nstart = "node server.js"\nport = 3000\nhealth = "/healthz"\n', "")
-    (tmp_path / "minicloud.toml").write_text(
-        functions_only.replace("[env.prod]\n", '[env.prod]\nengine = "swarm"\n') + "\n[functions.hello]\n")
-    cloud = Cloud(tmp_path)
-    assert not cloud.manifest.has_server
-    for verb in (cloud.build_env, cloud.deploy):
-        with pytest.raises(BadInput, match=r"runs on a swarm, where an app server runs beside its \[functions\]"):
-            verb("prod")
-    assert not (tmp_path / ".minicloud" / "prod").exists(), "nothing made for the env"

@@ -181,6 +181,21 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
         assert view["baseline"]["requests"] == 4 * sides.count("v3") and view["canary"]["p95_ms"] > 0
         again = cli("deploy", "prod", check=False)
         assert again.returncode != 0 and "a canary already runs" in again.stderr, again.stderr
+        # the editor's status bar: the engine reader's pulse has the env's metrics and the split
+        with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:  # requests of the last seconds
+            for _ in range(20):  # each as a new user: either side
+                client.cookies.clear()
+                client.get(url + "/", **by_name(host_name))
+        pulse = subprocess.run([sys.executable, "-c", "import json; from deploy_bridge.cloud import Cloud; "
+                                "from lsp_server.engine_view import read_pulse; "
+                                "print(json.dumps(read_pulse(Cloud('.'), 'prod', with_routes=True)))"],
+                               cwd=ws, capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}"})
+        assert pulse.returncode == 0, pulse.stderr
+        pulse = json.loads(pulse.stdout)
+        assert pulse["canary"] == {"percent": 50, "serving": third, "canary": fourth}, pulse["canary"]
+        assert {r["release"] for r in pulse["live"]["releases"] if r["role"] == "app"} >= {third, fourth}, pulse["live"]
+        assert any(r["path"] == "/" for r in pulse["routes"]), pulse["routes"]
 
         # promoted under every kind of client: the app service rolls to it, the canary drains and goes
         promoted, failed, long = under_every_client(url, cloud.ca_path(), host_name, long_requests=4,
