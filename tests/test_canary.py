@@ -74,6 +74,8 @@ def test_a_canary_takes_its_share_sticky_and_is_promoted_with_no_failed_request(
             assert {release_of(user, url) for _ in range(30)} == {first.json()["release"]}
         view = grey.canary_status("test")
         assert view["canary"]["release"] == canary and view["baseline"]["release"] == stable
+        # what the editor's status bar shows (the engine reader's pulse)
+        assert grey.canary_split("test") == {"percent": 20, "serving": stable, "canary": canary}
         grey.promote("test")
         count = len(loop.statuses)
         loop.wait_for(count + 100)
@@ -81,6 +83,7 @@ def test_a_canary_takes_its_share_sticky_and_is_promoted_with_no_failed_request(
     with new_user(grey) as user:
         assert {release_of(user, url) for _ in range(20)} == {canary}
     assert [c.labels["minicloud.release"] for c in app_containers(grey)] == [canary]
+    assert grey.canary_split("test") is None
 
 
 def test_rolling_back_a_canary_removes_it_with_no_failed_request(grey):

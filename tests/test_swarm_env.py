@@ -188,7 +188,7 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
                 client.get(url + "/", **by_name(host_name))
         pulse = subprocess.run([sys.executable, "-c", "import json; from deploy_bridge.cloud import Cloud; "
                                 "from lsp_server.engine_view import read_pulse; "
-                                "print(json.dumps(read_pulse(Cloud('.'), 'prod', with_routes=True)))"],
+                                "from pathlib import Path; print(json.dumps(read_pulse(Cloud(Path('.')), 'prod', with_routes=True)))"],
                                cwd=ws, capture_output=True, text=True, timeout=120,
                                env={**os.environ, "DOCKER_HOST": f"unix://{lab.engines[0].sock}"})
         assert pulse.returncode == 0, pulse.stderr
