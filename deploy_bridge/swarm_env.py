@@ -8,12 +8,15 @@ Each verb is a few steps over the manager's API:
               are ensured at each deploy, with the keys, packages and rules of that moment
     deploy    build the release image on the build engine → push it to the registry (every node pulls
               from there) → create or update the app service → wait until every task runs the release
-              and is healthy (or Swarm rolled the update back: the deploy fails, naming why)
-    rollback  the service to an earlier release's image in the registry (the previous one by default)
+              and is healthy (or Swarm rolled the update back: the deploy fails, naming why) → the
+              gateway and the metrics collector (swarm_metrics.py) → the functions (swarm_functions.py);
+              a grey release is swarm_canary.py
+    rollback  the service to an earlier release's image in the registry (the previous one by default),
+              and the functions to the versions that release recorded
     scale     the service's replica count
     stop      0 tasks (the count kept in a label), `start` brings it back; `restart` replaces every task
-    logs      the service logs of the app, database, sandbox, data API and gateway, each line with its
-              task's release
+    logs      the service logs of the app (and a canary), database, sandbox, data API, gateway and the
+              functions' scheduler, and the function instances' logs, each line with its task's release
     tasks     the running tasks with node, state, health and release
     releases  the registry's tags of the app's repository
     destroy   every service of the env, their Swarm files and the overlay network; the volumes only
