@@ -89,8 +89,12 @@ def test_an_app_service_deploys_updates_rolls_back_scales_and_goes(docker_engine
 
         # the env's HTTPS gateway, a service publishing its port on the manager, reaches every task
         url, host_name = f"https://{lab.manager_address}:{cloud.settings.gateway_port}", cloud.settings.app_host(name, "prod")
+        # (nginx takes the first of the addresses Docker's DNS shuffled, kept a second: ask until each answered)
+        seen, deadline = set(), time.monotonic() + 20
         with httpx.Client(verify=trusting(cloud.ca_path()), timeout=10) as client:
-            seen = {client.get(url + "/", **by_name(host_name)).text for _ in range(12)}
+            while len(seen) < 3 and time.monotonic() < deadline:
+                seen.add(client.get(url + "/", **by_name(host_name)).text)
+                time.sleep(0.1)
         assert len(seen) == 3 and all(a.startswith("v1 ") for a in seen), seen
 
         # a second release replaces every task, while every kind of client keeps asking through the gateway
