@@ -109,10 +109,7 @@ class SwarmCanary:
     # ------------------------------------------------------------------ reading
     def side_by_side(self) -> dict[str, Any]:
         """The app service's and the canary's requests, error rate and p95 since the split began."""
-        service = self.service()
-        if service is None:
-            raise MinicloudError(f"no canary runs in {self.app}/{self.name_of_env}",
-                                 hint=f"minicloud deploy {self.name_of_env} --canary 10")
+        service = self._require()
         gateway, env = self.env.gateway(), self.env
         percent = (self.split() or {}).get("percent", 0)
 
